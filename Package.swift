@@ -1,0 +1,74 @@
+// swift-tools-version:6.0
+import PackageDescription
+
+let strict: [SwiftSetting] = [.swiftLanguageMode(.v6)]
+
+let package = Package(
+    name: "veil",
+    platforms: [.macOS(.v13)],
+    products: [
+        .executable(name: "veil", targets: ["veil"]),
+        .library(name: "VeilWire", targets: ["VeilWire"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-nio.git", from: "2.101.2"),
+        .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.8.2"),
+        .package(url: "https://github.com/apple/swift-log.git", from: "1.16.2"),
+        .package(url: "https://github.com/jpsim/Yams.git", from: "6.2.2"),
+    ],
+    targets: [
+        // C libraries from Debian (zlib1g-dev, libsnappy-dev, liblz4-dev, libzstd-dev, libssl-dev).
+        .systemLibrary(name: "CZlib", pkgConfig: "zlib", providers: [.apt(["zlib1g-dev"])]),
+        .systemLibrary(name: "CSnappy", providers: [.apt(["libsnappy-dev"])]),
+        .systemLibrary(name: "CLZ4", pkgConfig: "liblz4", providers: [.apt(["liblz4-dev"])]),
+        .systemLibrary(name: "CZstd", pkgConfig: "libzstd", providers: [.apt(["libzstd-dev"])]),
+        .systemLibrary(name: "COpenSSL", pkgConfig: "libcrypto", providers: [.apt(["libssl-dev"])]),
+        .target(name: "CVeilCRC32C", cSettings: [.unsafeFlags(["-O3"])]),
+
+        .target(
+            name: "VeilCompression",
+            dependencies: ["CZlib", "CSnappy", "CLZ4", "CZstd", .product(name: "NIOCore", package: "swift-nio")],
+            swiftSettings: strict),
+        .target(
+            name: "VeilWire",
+            dependencies: ["CVeilCRC32C", "VeilCompression", .product(name: "NIOCore", package: "swift-nio")],
+            swiftSettings: strict),
+        .target(
+            name: "VeilKMS",
+            dependencies: ["COpenSSL", .product(name: "NIOCore", package: "swift-nio")],
+            swiftSettings: strict),
+        .target(
+            name: "VeilEnvelope",
+            dependencies: ["COpenSSL", "VeilKMS", "VeilWire", .product(name: "NIOCore", package: "swift-nio")],
+            swiftSettings: strict),
+        .target(
+            name: "VeilConfig",
+            dependencies: ["Yams", "VeilKMS"],
+            swiftSettings: strict),
+        .target(
+            name: "VeilProxy",
+            dependencies: [
+                "VeilWire", "VeilEnvelope", "VeilConfig", "VeilKMS",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: strict),
+        .executableTarget(
+            name: "veil",
+            dependencies: [
+                "VeilProxy", "VeilConfig", "VeilKMS", "VeilEnvelope",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+            ],
+            swiftSettings: strict),
+
+        .testTarget(name: "VeilCompressionTests", dependencies: ["VeilCompression"], swiftSettings: strict),
+        .testTarget(
+            name: "VeilWireTests", dependencies: ["VeilWire"],
+            resources: [.copy("Fixtures")], swiftSettings: strict),
+        .testTarget(name: "VeilEnvelopeTests", dependencies: ["VeilEnvelope", "VeilKMS"], swiftSettings: strict),
+        .testTarget(name: "VeilProxyTests", dependencies: ["VeilProxy", "VeilConfig"], swiftSettings: strict),
+    ]
+)

@@ -1,0 +1,8 @@
+import ArgumentParser
+
+@main
+struct Veil: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "veil",
+        abstract: "A Kafka-protocol sidecar proxy that encrypts record payloads per identity and grant.")
+}
