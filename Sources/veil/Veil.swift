@@ -4,5 +4,6 @@ import ArgumentParser
 struct Veil: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "veil",
-        abstract: "A Kafka-protocol sidecar proxy that encrypts record payloads per identity and grant.")
+        abstract: "A Kafka-protocol sidecar proxy that encrypts record payloads per identity and grant.",
+        subcommands: [Run.self])
 }

@@ -1,0 +1,51 @@
+import ArgumentParser
+import Logging
+import NIOCore
+import NIOPosix
+import VeilProxy
+
+/// `veil run`: serve as a sidecar until SIGINT or SIGTERM.
+struct Run: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Run the sidecar proxy.")
+
+    @Option(name: .long, help: "The sidecar's YAML configuration file.")
+    var config: String?
+
+    @Option(name: .long, help: "Bootstrap listen address HOST:PORT (overrides the file).")
+    var listen: String?
+
+    @Option(name: .long, help: "Upstream bootstrap broker HOST:PORT (overrides the file).")
+    var upstream: String?
+
+    @Option(name: .long, help: "Log level: trace, debug, info, notice, warning, error.")
+    var logLevel: String = "info"
+
+    func run() async throws {
+        LoggingSystem.bootstrap { label in
+            var handler = StreamLogHandler.standardError(label: label)
+            handler.logLevel = .info
+            return handler
+        }
+        var logger = Logger(label: "veil")
+        logger.logLevel = Logger.Level(rawValue: logLevel) ?? .info
+        let loaded: LoadedConfiguration
+        do {
+            loaded = try LoadedConfiguration.load(path: config, listen: listen, upstream: upstream)
+        } catch {
+            logger.critical("invalid configuration: \(error)")
+            throw ExitCode(2)
+        }
+        let group = MultiThreadedEventLoopGroup(numberOfThreads: System.coreCount)
+        let server = ProxyServer(settings: loaded.settings, group: group, logger: logger, filters: loaded.filters)
+        do {
+            try await server.start()
+        } catch {
+            logger.critical("cannot listen on \(loaded.settings.listen): \(error)")
+            throw ExitCode(1)
+        }
+        await SignalWaiter.waitForTermination()
+        logger.info("shutting down")
+        await server.stop()
+        try await group.shutdownGracefully()
+    }
+}
