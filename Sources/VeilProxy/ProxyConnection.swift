@@ -53,7 +53,7 @@ final class ProxyConnection: @unchecked Sendable {
         self.loop = client.eventLoop
         self.target = target
         var logger = server.logger
-        logger[metadataKey: "peer"] = "\(client.remoteAddress.map { "\($0)" } ?? "?")"
+        logger[metadataKey: "peer"] = "\(client.remoteAddress.flatMap { a in a.ipAddress.map { "\($0):\(a.port ?? 0)" } } ?? "?")"
         self.logger = logger
     }
 
