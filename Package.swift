@@ -66,7 +66,9 @@ let package = Package(
             ],
             swiftSettings: strict),
 
-        .testTarget(name: "VeilCompressionTests", dependencies: ["VeilCompression"], swiftSettings: strict),
+        .testTarget(
+            name: "VeilCompressionTests", dependencies: ["VeilCompression"],
+            resources: [.copy("Fixtures")], swiftSettings: strict),
         .testTarget(
             name: "VeilWireTests", dependencies: ["VeilWire"],
             resources: [.copy("Fixtures")], swiftSettings: strict),
