@@ -451,24 +451,46 @@ def bulk_records():
     return recs
 
 
-def topic_name(client: str, codec: str, bulk: bool) -> str:
-    return f"fx-{client}-{codec}" + ("-bulk" if bulk else "")
+# Transactions of the "txn" variant, in order: (commit?, number of records).
+TXN_GROUPS = [(True, 2), (False, 1), (True, 1)]
 
 
-def set_name(topic: str, bulk: bool) -> str:
+def txn_records():
+    recs = []
+    for i, (commit, n) in enumerate(TXN_GROUPS):
+        word = "committed" if commit else "aborted"
+        for j in range(n):
+            recs.append({"key": f"txn{i}-{j}".encode(), "value": f"{word} txn {i} record {j}; ".encode() * 20,
+                         "headers": [("txn", str(i).encode())]})
+    return recs
+
+
+def topic_name(client: str, codec: str, variant: str) -> str:
+    return f"fx-{client}-{codec}" + (f"-{variant}" if variant else "")
+
+
+def set_name(topic: str, variant: str) -> str:
     """Name of a topic's record set in the manifest (the bulk set is shared by all codecs)."""
-    return "bulk" if bulk else topic
+    return "bulk" if variant == "bulk" else topic
+
+
+def tag_for(codec: str, variant: str) -> str:
+    return codec + (f"-{variant}" if variant else "")
 
 
 def plan():
-    """[(client, codec, bulk, topic, records)] — everything the harness will send."""
+    """[(client, codec, variant, topic, records)] — everything the harness will send.
+
+    variant: "" (a few records with keys, headers, a tombstone), "bulk" (50 x 1 KiB),
+    "txn" (transactions per TXN_GROUPS, one aborted)."""
     out = []
     for client in CLIENTS:
         for codec in CODECS:
-            out.append((client, codec, False, topic_name(client, codec, False),
+            out.append((client, codec, "", topic_name(client, codec, ""),
                         basic_records(client, codec, null_header_value=(client == "confluent"))))
     for codec in CODECS:
-        out.append(("confluent", codec, True, topic_name("confluent", codec, True), bulk_records()))
+        out.append(("confluent", codec, "bulk", topic_name("confluent", codec, "bulk"), bulk_records()))
+    out.append(("confluent", "zstd", "txn", topic_name("confluent", "zstd", "txn"), txn_records()))
     return out
 
 
@@ -663,14 +685,31 @@ def drive_confluent(bootstrap: str, items, relay: RecordingRelay):
     futs = admin.create_topics([NewTopic(t, 1, 1) for _, _, _, t, _ in items], operation_timeout=20)
     for t, f in futs.items():
         f.result(30)
-    for _, codec, bulk, topic, recs in items:
+    for _, codec, variant, topic, recs in items:
         relay.phase = f"confluent/produce/{topic}"
-        p = Producer({"bootstrap.servers": bootstrap, "client.id": "fx-confluent-producer",
-                      "compression.type": codec, "linger.ms": 200, "acks": "all"})
+        conf = {"bootstrap.servers": bootstrap, "client.id": "fx-confluent-producer",
+                "compression.type": codec, "linger.ms": 200, "acks": "all"}
+        if variant == "txn":
+            conf |= {"transactional.id": "fx-confluent-txn", "linger.ms": 5}
+        p = Producer(conf)
         errors = []
-        for r in recs:
-            p.produce(topic, key=r["key"], value=r["value"], headers=list(r["headers"]) or None,
-                      partition=0, on_delivery=lambda err, msg: err and errors.append(err))
+
+        def send(rs):
+            for r in rs:
+                p.produce(topic, key=r["key"], value=r["value"], headers=list(r["headers"]) or None,
+                          partition=0, on_delivery=lambda err, msg: err and errors.append(err))
+
+        if variant == "txn":
+            p.init_transactions(30)
+            start = 0
+            for commit, n in TXN_GROUPS:
+                p.begin_transaction()
+                send(recs[start:start + n])
+                p.flush(30)
+                p.commit_transaction(30) if commit else p.abort_transaction(30)
+                start += n
+        else:
+            send(recs)
         if p.flush(30) != 0 or errors:
             raise RuntimeError(f"confluent produce to {topic} failed: {errors}")
         relay.phase = f"confluent/consume/{topic}"
@@ -700,7 +739,7 @@ def drive_kafkapython(bootstrap: str, items, relay: RecordingRelay):
     admin = KafkaAdminClient(bootstrap_servers=bootstrap, client_id="fx-kafkapython-admin")
     admin.create_topics([NewTopic(t, num_partitions=1, replication_factor=1) for _, _, _, t, _ in items])
     admin.close()
-    for _, codec, bulk, topic, recs in items:
+    for _, codec, variant, topic, recs in items:
         relay.phase = f"kafkapython/produce/{topic}"
         p = KafkaProducer(bootstrap_servers=bootstrap, client_id="fx-kafkapython-producer",
                           compression_type=None if codec == "none" else codec, linger_ms=200, acks="all")
@@ -741,7 +780,7 @@ def drive_aiokafka(bootstrap: str, items, relay: RecordingRelay):
                                        for _, _, _, t, _ in items])
         finally:
             await admin.close()
-        for _, codec, bulk, topic, recs in items:
+        for _, codec, variant, topic, recs in items:
             relay.phase = f"aiokafka/produce/{topic}"
             p = AIOKafkaProducer(bootstrap_servers=bootstrap, client_id="fx-aiokafka-producer",
                                  compression_type=None if codec == "none" else codec, linger_ms=200,
@@ -802,7 +841,7 @@ def same_records(decoded, expected) -> bool:
 
 def select(frames: list[Frame], items):
     """Chooses the frames to keep and their manifest entries; verifies contents."""
-    by_topic = {t: (client, codec, bulk, recs) for client, codec, bulk, t, recs in items}
+    by_topic = {t: (client, codec, variant, recs) for client, codec, variant, t, recs in items}
     responses = {(f.conn, f.correlation_id, f.api_key): f for f in frames if f.direction == "response"}
     keep = []  # (client, name_core, frame, extra)
     seen_generic = set()
@@ -819,7 +858,7 @@ def select(frames: list[Frame], items):
         for topic, part, rbytes in parts:
             if topic not in by_topic:
                 continue
-            client, codec, bulk, recs = by_topic[topic]
+            client, codec, variant, recs = by_topic[topic]
             batches = decode_record_batches(rbytes)
             recs_here = [r for b in batches for r in b.records]
             for b in batches:
@@ -827,7 +866,7 @@ def select(frames: list[Frame], items):
                     raise AssertionError(f"{topic}: produce batch codec {b.codec}, expected {codec}")
             produced[topic].append((f, part, len(produced[topic]), recs_here, batches))
     for topic, lst in produced.items():
-        client, codec, bulk, recs = by_topic[topic]
+        client, codec, variant, recs = by_topic[topic]
         sent_so_far = 0
         for f, part, idx, recs_here, batches in lst:
             start = sent_so_far
@@ -835,10 +874,11 @@ def select(frames: list[Frame], items):
                 # A client retry would resend the same records; anything else is a bug.
                 raise AssertionError(f"{topic}: produce request {f.correlation_id} has unexpected records")
             sent_so_far += len(recs_here)
-            tag = codec + ("-bulk" if bulk else "") + (f"-{idx + 1}" if len(lst) > 1 else "")
-            extra = {"codec": codec, "topic": topic, "partition": part, "record_set": set_name(topic, bulk),
+            tag = tag_for(codec, variant) + (f"-{idx + 1}" if len(lst) > 1 else "")
+            extra = {"codec": codec, "topic": topic, "partition": part, "record_set": set_name(topic, variant),
                      "records_start": start, "records_count": len(recs_here),
-                     "batches": len(batches), "producer_id": batches[0].producer_id if batches else None}
+                     "batches": len(batches), "producer_id": batches[0].producer_id if batches else None,
+                     "transactional": any(b.is_transactional for b in batches)}
             keep.append((client, tag, f, extra))
             resp = responses.get((f.conn, f.correlation_id, 0))
             if resp is None:
@@ -863,7 +903,7 @@ def select(frames: list[Frame], items):
         topic = phase[2]
         if topic not in by_topic:
             continue
-        client, codec, bulk, recs = by_topic[topic]
+        client, codec, variant, recs = by_topic[topic]
         parts = parse_fetch_response(f.data, f.api_version)
         for t, part, err, hw, rbytes in parts:
             if f.api_version < 13 and t != topic:
@@ -871,23 +911,29 @@ def select(frames: list[Frame], items):
             if err != 0:
                 raise AssertionError(f"{topic}: fetch error {err}")
             batches = decode_record_batches(rbytes)
-            recs_here = [r for b in batches for r in b.records]
+            recs_here = [r for b in batches if not b.is_control for r in b.records]
+            controls = [{"offset": r["offset"], "type": {0: "abort", 1: "commit"}.get(struct.unpack(">hh", r["key"])[1])}
+                        for b in batches if b.is_control for r in b.records]
             if not recs_here or fetched[topic] >= len(recs):
                 continue
-            first = recs_here[0]["offset"]
-            if first != fetched[topic]:
-                raise AssertionError(f"{topic}: fetch starts at offset {first}, expected {fetched[topic]}")
+            first = fetched[topic]
+            if variant != "txn" and recs_here[0]["offset"] != first:
+                raise AssertionError(f"{topic}: fetch starts at offset {recs_here[0]['offset']}, expected {first}")
             if not same_records(recs_here, recs[first:first + len(recs_here)]):
                 raise AssertionError(f"{topic}: fetched records differ from produced")
             for b in batches:
-                if b.codec != CODEC_IDS[codec]:
+                if b.codec != CODEC_IDS[codec] and not b.is_control:
                     raise AssertionError(f"{topic}: fetched batch codec {b.codec}, expected {codec}")
+            if variant == "txn" and [c["type"] for c in controls] != ["commit" if c else "abort" for c, _ in TXN_GROUPS]:
+                raise AssertionError(f"{topic}: control records {controls} do not match {TXN_GROUPS}")
             fetched[topic] += len(recs_here)
             fetch_idx[topic] += 1
-            tag = codec + ("-bulk" if bulk else "")
-            extra = {"codec": codec, "topic": topic, "partition": part, "record_set": set_name(topic, bulk),
+            tag = tag_for(codec, variant)
+            extra = {"codec": codec, "topic": topic, "partition": part, "record_set": set_name(topic, variant),
                      "records_start": first, "records_count": len(recs_here), "batches": len(batches),
                      "high_watermark": hw}
+            if controls:
+                extra["control_records"] = controls
             if f.api_version >= 13:
                 extra["topic_id"] = t
             req = next(x for x in frames if x.direction == "request" and x.conn == f.conn
@@ -972,16 +1018,20 @@ def write_fixtures(named, items, log):
         "generator": "scripts/capture_fixtures.py",
         "notes": [
             "Each file is one Kafka frame without its 4-byte size prefix, captured between a real client and a Tansu broker.",
-            "Names: <client>-<api>-v<version>[-<codec>[-bulk][-<n>]]-<request|response>.bin; codec is null for APIs that carry no records.",
+            "Names: <client>-<api>-v<version>[-<codec>[-bulk|-txn][-<n>]]-<request|response>.bin; codec is null for APIs that carry no records.",
+            "Record sets list data records only. Fetch responses of the txn variant also hold control batches (uncompressed, listed in control_records with their offsets and marker type); the record set's transactions say which records were committed or aborted. Tansu returns no aborted_transactions in Fetch responses.",
             "Request frames begin with the request header (api_key, api_version, correlation_id, client_id[, tagged fields if flexible]).",
             "Response frames begin with the correlation id (plus tagged fields if flexible, except ApiVersions).",
             "Produce requests and Fetch responses name a record_set; their records are record_sets[record_set][records_start : records_start + records_count], in offset order.",
             "Record bytes (key, value, header value) are lowercase hex, or null for a null field. Header keys are UTF-8 strings.",
             "Fetch v13+ names topics by topic_id (given as hex); the record_set names the topic.",
         ],
-        "record_sets": {set_name(t, bulk): {"topics": sorted(x[3] for x in items if set_name(x[3], x[2]) == set_name(t, bulk)),
-                                            "records": records_json(recs)}
-                        for c, codec, bulk, t, recs in items},
+        "record_sets": {set_name(t, variant): {"topics": sorted(x[3] for x in items
+                                                                if set_name(x[3], x[2]) == set_name(t, variant)),
+                                               "records": records_json(recs)}
+                        | ({"transactions": [{"commit": c_, "count": n} for c_, n in TXN_GROUPS]}
+                           if variant == "txn" else {})
+                        for c, codec, variant, t, recs in items},
         "fixtures": entries,
     }
     (FIXTURES / "manifest.json").write_text(json.dumps(manifest, indent=1) + "\n")
@@ -1011,7 +1061,7 @@ def verify_existing(log):
                         for r in b.records]
             else:
                 recs = [r for *_, rb in parse_fetch_response(data, e["api_version"])
-                        for b in decode_record_batches(rb) for r in b.records]
+                        for b in decode_record_batches(rb) if not b.is_control for r in b.records]
             if records_json(recs) != exp:
                 raise AssertionError(f"{e['file']}: decoded records differ from manifest")
         n += 1
