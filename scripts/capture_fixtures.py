@@ -738,6 +738,7 @@ def drive_kafkapython(bootstrap: str, items, relay: RecordingRelay):
     relay.phase = "kafkapython/admin"
     admin = KafkaAdminClient(bootstrap_servers=bootstrap, client_id="fx-kafkapython-admin")
     admin.create_topics([NewTopic(t, num_partitions=1, replication_factor=1) for _, _, _, t, _ in items])
+    admin.describe_cluster()  # DescribeCluster carries broker addresses too
     admin.close()
     for _, codec, variant, topic, recs in items:
         relay.phase = f"kafkapython/produce/{topic}"
