@@ -26,13 +26,13 @@ CODECS = ["none", "gzip", "snappy", "lz4", "zstd"]
 # Direct-route failures of this Tansu build, by (scenario, client).
 KNOWN_LIMITATIONS = {
     ("transactions", "confluent"):
-        "Tansu serves records of aborted transactions to read_committed consumers",
+        "Tansu's Fetch responses list no aborted transactions, so read_committed consumers get aborted records",
     ("transactions", "kafka-python"):
-        "Tansu serves records of aborted transactions to read_committed consumers",
+        "Tansu's Fetch responses list no aborted transactions, so read_committed consumers get aborted records",
     ("transactions", "aiokafka"):
-        "Tansu answers aiokafka's InitProducerId with UnknownError (error code -1)",
+        "Tansu answers aiokafka's InitProducerId v0 with error code -1 (UnknownError)",
     ("idempotent", "aiokafka"):
-        "Tansu answers aiokafka's InitProducerId with UnknownError (error code -1)",
+        "Tansu answers aiokafka's InitProducerId v0 with error code -1 (UnknownError)",
 }
 
 # Client capabilities that shape the records a scenario can send.
