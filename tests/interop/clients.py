@@ -12,10 +12,9 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Callable, NamedTuple, Optional
 
-Headers = list  # list[tuple[str, Optional[bytes]]]
 
 
 class Rec(NamedTuple):
