@@ -74,5 +74,6 @@ let package = Package(
             resources: [.copy("Fixtures")], swiftSettings: strict),
         .testTarget(name: "VeilEnvelopeTests", dependencies: ["VeilEnvelope", "VeilKMS"], swiftSettings: strict),
         .testTarget(name: "VeilProxyTests", dependencies: ["VeilProxy", "VeilConfig"], swiftSettings: strict),
+        .testTarget(name: "VeilConfigTests", dependencies: ["VeilConfig"], swiftSettings: strict),
     ]
 )

@@ -1,0 +1,146 @@
+import Yams
+
+/// A YAML node together with its key path, so every conversion failure can say where it happened.
+///
+/// Parsing goes through this type only; it turns Yams' loosely typed tree into typed values or a
+/// ``ConfigurationError`` naming the path, the expectation and the line.
+struct ConfigNode {
+    let node: Node
+    let path: String
+
+    var line: Int? { self.node.mark?.line }
+
+    func error(_ problem: String) -> ConfigurationError {
+        ConfigurationError(path: self.path, problem: problem, line: self.line)
+    }
+
+    /// Re-throws a path-less parse error (from `HostPort(parsing:)` etc.) at this node.
+    func located<T>(_ body: () throws(ConfigurationError) -> T) throws(ConfigurationError) -> T {
+        do {
+            return try body()
+        } catch {
+            throw ConfigurationError(path: self.path, problem: error.problem, line: self.line)
+        }
+    }
+
+    var kind: String {
+        switch self.node {
+        case .scalar: self.isNull ? "null" : "a scalar"
+        case .mapping: "a mapping"
+        case .sequence: "a list"
+        case .alias: "an alias"
+        }
+    }
+
+    var isNull: Bool {
+        if case .scalar(let scalar) = self.node { return self.node.tag.rawValue == Tag.Name.null.rawValue }
+        return false
+    }
+
+    var isMapping: Bool {
+        if case .mapping = self.node { return true }
+        return false
+    }
+
+    func string() throws(ConfigurationError) -> String {
+        guard case .scalar(let scalar) = self.node, !self.isNull else { throw self.error("expected a string, got \(self.kind)") }
+        return scalar.string
+    }
+
+    func nonEmptyString() throws(ConfigurationError) -> String {
+        let value = try self.string()
+        guard !value.isEmpty else { throw self.error("must not be empty") }
+        return value
+    }
+
+    func int(in range: ClosedRange<Int>) throws(ConfigurationError) -> Int {
+        guard case .scalar(let scalar) = self.node, self.node.tag.rawValue == Tag.Name.int.rawValue, let value = self.node.int else {
+            throw self.error("expected an integer, got \(self.describeValue)")
+        }
+        guard range.contains(value) else {
+            throw self.error("must be between \(range.lowerBound) and \(range.upperBound), got \(value)")
+        }
+        return value
+    }
+
+    func bool() throws(ConfigurationError) -> Bool {
+        guard case .scalar(let scalar) = self.node, self.node.tag.rawValue == Tag.Name.bool.rawValue, let value = self.node.bool else {
+            throw self.error("expected true or false, got \(self.describeValue)")
+        }
+        return value
+    }
+
+    /// One of a fixed set of words, e.g. `on_denied: drop`.
+    func choice<T>(_ options: KeyValuePairs<String, T>) throws(ConfigurationError) -> T {
+        let names = options.map(\.key).joined(separator: ", ")
+        guard case .scalar(let scalar) = self.node, !self.isNull else {
+            throw self.error("expected one of \(names), got \(self.kind)")
+        }
+        guard let match = options.first(where: { $0.key == scalar.string }) else {
+            throw self.error("expected one of \(names), got '\(scalar.string)'")
+        }
+        return match.value
+    }
+
+    func list() throws(ConfigurationError) -> [ConfigNode] {
+        guard case .sequence(let sequence) = self.node else { throw self.error("expected a list, got \(self.kind)") }
+        return sequence.enumerated().map { ConfigNode(node: $1, path: "\(self.path)[\($0)]") }
+    }
+
+    /// The node as a mapping whose keys must all be in `allowed`, so typos are caught rather than ignored.
+    func mapping(allowed: [String]) throws(ConfigurationError) -> ConfigMapping {
+        try self.mapping { key throws(ConfigurationError) in
+            guard allowed.contains(key.value) else {
+                throw key.node.error("unknown key '\(key.value)' (expected one of \(allowed.joined(separator: ", ")))")
+            }
+        }
+    }
+
+    /// The node as a mapping with free-form keys (names chosen by the user, like KMS names).
+    func mapping(validatingKey validate: (ConfigMapping.Key) throws(ConfigurationError) -> Void = { _ in })
+        throws(ConfigurationError) -> ConfigMapping
+    {
+        guard case .mapping(let mapping) = self.node else { throw self.error("expected a mapping, got \(self.kind)") }
+        var entries: [(key: ConfigMapping.Key, value: ConfigNode)] = []
+        for (keyNode, valueNode) in mapping {
+            guard case .scalar(let scalar) = keyNode else {
+                throw ConfigNode(node: keyNode, path: self.path).error("mapping keys must be strings")
+            }
+            let childPath = self.path.isEmpty ? scalar.string : "\(self.path).\(scalar.string)"
+            let key = ConfigMapping.Key(value: scalar.string, node: ConfigNode(node: keyNode, path: childPath))
+            try validate(key)
+            entries.append((key, ConfigNode(node: valueNode, path: childPath)))
+        }
+        return ConfigMapping(owner: self, entries: entries)
+    }
+
+    private var describeValue: String {
+        if case .scalar(let scalar) = self.node, !self.isNull { return "'\(scalar.string)'" }
+        return self.kind
+    }
+}
+
+/// A YAML mapping whose values are looked up by key, with paths attached.
+struct ConfigMapping {
+    struct Key {
+        let value: String
+        let node: ConfigNode
+    }
+
+    let owner: ConfigNode
+    let entries: [(key: Key, value: ConfigNode)]
+
+    /// The value at `key`, or `nil` when the key is absent or explicitly null.
+    subscript(key: String) -> ConfigNode? {
+        guard let entry = self.entries.first(where: { $0.key.value == key }), !entry.value.isNull else { return nil }
+        return entry.value
+    }
+
+    func required(_ key: String) throws(ConfigurationError) -> ConfigNode {
+        guard let value = self[key] else {
+            let path = self.owner.path.isEmpty ? key : "\(self.owner.path).\(key)"
+            throw ConfigurationError(path: path, problem: "required", line: self.owner.line)
+        }
+        return value
+    }
+}
