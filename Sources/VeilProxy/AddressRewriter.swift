@@ -1,3 +1,4 @@
+import VeilConfig
 import NIOCore
 import VeilWire
 

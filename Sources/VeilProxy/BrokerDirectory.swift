@@ -1,3 +1,4 @@
+import VeilConfig
 import NIOConcurrencyHelpers
 import NIOCore
 import VeilWire

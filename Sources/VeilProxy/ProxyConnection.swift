@@ -1,3 +1,4 @@
+import VeilConfig
 import Logging
 import NIOCore
 import NIOPosix

@@ -1,3 +1,4 @@
+import VeilConfig
 import Logging
 import NIOConcurrencyHelpers
 import NIOCore

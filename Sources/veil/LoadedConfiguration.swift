@@ -1,24 +1,33 @@
+import Foundation
+import VeilConfig
 import VeilProxy
 
 /// The configuration file and flags, turned into what the proxy runs with.
 struct LoadedConfiguration {
+    var configuration: VeilConfiguration
     var settings: ProxySettings
     var filters: ExchangeFilters
 
-    struct Invalid: Error, CustomStringConvertible {
-        var description: String
-    }
-
     static func load(path: String?, listen: String?, upstream: String?) throws -> LoadedConfiguration {
-        // Interim: flags only, until the YAML configuration module lands.
-        guard let listenText = listen ?? (path == nil ? "127.0.0.1:9092" : nil), let listenAddress = HostPort(parsing: listenText) else {
-            throw Invalid(description: "--listen must be HOST:PORT")
+        var configuration: VeilConfiguration
+        if let path {
+            guard let data = FileManager.default.contents(atPath: path) else {
+                throw ConfigurationError(path: path, problem: "cannot read the file")
+            }
+            configuration = try VeilConfiguration.parse(yaml: String(decoding: data, as: UTF8.self))
+        } else {
+            guard let upstream else {
+                throw ConfigurationError(path: "--config", problem: "give a configuration file, or at least --upstream HOST:PORT")
+            }
+            configuration = try VeilConfiguration(identity: "veil", upstream: UpstreamConfiguration(bootstrap: [HostPort(parsing: upstream)]))
         }
-        guard let upstreamText = upstream, let upstreamAddress = HostPort(parsing: upstreamText) else {
-            throw Invalid(description: "--upstream must be HOST:PORT")
-        }
-        let first = listenAddress.port + 1
-        let settings = ProxySettings(listen: listenAddress, upstreamBootstrap: [upstreamAddress], brokerPorts: first...(first + 63))
-        return LoadedConfiguration(settings: settings, filters: .passThrough)
+        configuration = try configuration.overriding(
+            listen: try listen.map { try HostPort(parsing: $0) },
+            upstream: try upstream.map { [try HostPort(parsing: $0)] })
+        let settings = ProxySettings(
+            listen: configuration.listen, upstreamBootstrap: configuration.upstream.bootstrap,
+            advertisedHost: configuration.advertisedHost, brokerPorts: configuration.brokerPorts.ports,
+            maxFrameBytes: configuration.maxFrameBytes)
+        return LoadedConfiguration(configuration: configuration, settings: settings, filters: .passThrough)
     }
 }

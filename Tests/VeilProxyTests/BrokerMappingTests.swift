@@ -2,6 +2,7 @@ import Logging
 import NIOCore
 import NIOPosix
 import Testing
+import VeilConfig
 import VeilProxy
 import VeilWire
 

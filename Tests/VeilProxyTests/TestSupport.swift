@@ -1,5 +1,6 @@
 import NIOCore
 import NIOPosix
+import VeilConfig
 import VeilProxy
 import VeilWire
 
