@@ -35,11 +35,17 @@ let package = Package(
             swiftSettings: strict),
         .target(
             name: "VeilKMS",
-            dependencies: ["COpenSSL", .product(name: "NIOCore", package: "swift-nio")],
+            dependencies: [
+                "COpenSSL", .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
+            ],
             swiftSettings: strict),
         .target(
             name: "VeilEnvelope",
-            dependencies: ["COpenSSL", "VeilKMS", "VeilWire", .product(name: "NIOCore", package: "swift-nio")],
+            dependencies: [
+                "COpenSSL", "VeilKMS", "VeilWire", .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
+            ],
             swiftSettings: strict),
         .target(
             name: "VeilConfig",

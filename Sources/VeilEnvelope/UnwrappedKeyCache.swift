@@ -1,0 +1,136 @@
+import NIOConcurrencyHelpers
+import NIOCore
+import VeilKMS
+
+/// The decryption side's data keys: a bounded LRU of unwrapped DEKs, keyed by
+/// the envelope's key section (reference plus wrapped DEK).
+///
+/// Fetch filters call ``lookup(_:)`` per record (synchronous, no KMS) and only
+/// on a miss await ``fill(_:)``, which makes one KMS call however many callers
+/// wait for the same key. Failures are remembered for a while too, so a
+/// consumer without a grant does not call the KMS for every record.
+public final class UnwrappedKeyCache: Sendable {
+    /// What the cache knows about a key without asking the KMS.
+    public enum Lookup: Sendable {
+        /// The key, ready to open envelopes.
+        case hit(AESGCMKey)
+        /// The KMS recently refused or failed; this is its error.
+        case denied(EnvelopeError)
+        /// Unknown: call ``UnwrappedKeyCache/fill(_:)``.
+        case miss
+    }
+
+    private typealias Fill = Task<Result<AESGCMKey, EnvelopeError>, Never>
+
+    private enum Slot {
+        case key(AESGCMKey)
+        case denied(EnvelopeError, until: NIODeadline)
+    }
+
+    private struct State: @unchecked Sendable {
+        // @unchecked: LRUCache holds only Sendable values but is not declared
+        // Sendable; it is only touched under the box's lock.
+        var cache: LRUCache<EnvelopeKeyID, Slot>
+        var filling: [EnvelopeKeyID: Fill] = [:]
+    }
+
+    private let kms: any KeyManagementService
+    private let deniedTTL: TimeAmount
+    private let unavailableTTL: TimeAmount
+    private let clock: @Sendable () -> NIODeadline
+    private let state: NIOLockedValueBox<State>
+
+    /// - Parameters:
+    ///   - capacity: most keys (and remembered failures) kept.
+    ///   - deniedTTL: how long a refusal (denied, not found, bad ciphertext) is remembered.
+    ///   - unavailableTTL: how long a KMS outage is remembered; short, as it may pass.
+    public init(
+        kms: any KeyManagementService, capacity: Int = 1024, deniedTTL: TimeAmount = .seconds(30),
+        unavailableTTL: TimeAmount = .seconds(1), clock: @escaping @Sendable () -> NIODeadline = { .now() }
+    ) {
+        self.kms = kms
+        self.deniedTTL = deniedTTL
+        self.unavailableTTL = unavailableTTL
+        self.clock = clock
+        state = NIOLockedValueBox(State(cache: LRUCache(capacity: capacity)))
+    }
+
+    /// Number of cached keys and failures.
+    public var count: Int { state.withLockedValue { $0.cache.count } }
+
+    /// The cached key or failure for `keyID`. Never calls the KMS.
+    public func lookup(_ keyID: EnvelopeKeyID) -> Lookup {
+        let slot = state.withLockedValue { $0.cache.value(for: keyID) }
+        switch slot {
+        case nil: return .miss
+        case .key(let key): return .hit(key)
+        case .denied(let error, let until): return clock() < until ? .denied(error) : .miss
+        }
+    }
+
+    /// ``lookup(_:)``, then ``fill(_:)`` on a miss.
+    public func key(for keyID: EnvelopeKeyID) async throws(EnvelopeError) -> AESGCMKey {
+        switch lookup(keyID) {
+        case .hit(let key): return key
+        case .denied(let error): throw error
+        case .miss: return try await fill(keyID)
+        }
+    }
+
+    /// Unwraps the key with the KMS (once for all concurrent callers) and caches the outcome.
+    public func fill(_ keyID: EnvelopeKeyID) async throws(EnvelopeError) -> AESGCMKey {
+        let now = clock()
+        let step = state.withLockedValue { state -> Result<Fill, EnvelopeError> in
+            switch state.cache.value(for: keyID) {
+            case .key(let key): return .success(Fill { .success(key) })
+            case .denied(let error, let until) where now < until: return .failure(error)
+            default: break
+            }
+            if let task = state.filling[keyID] { return .success(task) }
+            // Own copy: the caller's bytes may be a slice of a large fetch response.
+            let owned = keyID.compacted()
+            let task = Fill { await self.unwrap(owned) }
+            state.filling[owned] = task
+            return .success(task)
+        }
+        return try await step.get().value.get()
+    }
+
+    private func unwrap(_ keyID: EnvelopeKeyID) async -> Result<AESGCMKey, EnvelopeError> {
+        let result = await Self.unwrap(keyID, kms: kms)
+        let now = clock()
+        state.withLockedValue { state in
+            state.filling[keyID] = nil
+            switch result {
+            case .success(let key):
+                state.cache.set(.key(key), for: keyID)
+            case .failure(let error):
+                state.cache.set(.denied(error, until: now + ttl(for: error)), for: keyID)
+            }
+        }
+        return result
+    }
+
+    private static func unwrap(_ keyID: EnvelopeKeyID, kms: any KeyManagementService) async
+        -> Result<AESGCMKey, EnvelopeError>
+    {
+        let reference: KeyReference
+        do {
+            reference = try keyID.reference()
+        } catch {
+            return .failure(error)
+        }
+        let secret: SymmetricSecret
+        do {
+            secret = try await kms.unwrap(keyID.wrappedDataKey, for: reference)
+        } catch {
+            return .failure(.kms(error))
+        }
+        return Result { () throws(EnvelopeError) in try AESGCMKey(secret) }
+    }
+
+    private func ttl(for error: EnvelopeError) -> TimeAmount {
+        if case .kms(let kmsError) = error, kmsError.kind == .unavailable { return unavailableTTL }
+        return deniedTTL
+    }
+}
