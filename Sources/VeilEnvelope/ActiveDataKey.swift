@@ -1,4 +1,3 @@
-import NIOConcurrencyHelpers
 import NIOCore
 import VeilKMS
 
@@ -42,11 +41,11 @@ public final class ActiveDataKey: Sendable, CustomStringConvertible {
     /// When the KMS produced this key, on the clock the cache uses.
     public let createdAt: NIODeadline
 
+    /// The DEK's cipher contexts; its encryption counter is the nonce counter.
     let cipher: AESGCMKey
     /// Header bytes from the KMS-name length through the wrapped DEK, encoded once.
     let keySection: [UInt8]
-    private let noncePrefix: UInt32
-    private let counter: NIOLockedValueBox<UInt64>
+    let noncePrefix: UInt32
 
     /// Prepares `dataKey` for sealing with a fresh random nonce prefix.
     public convenience init(_ dataKey: DataKey, createdAt: NIODeadline) throws(EnvelopeError) {
@@ -69,12 +68,11 @@ public final class ActiveDataKey: Sendable, CustomStringConvertible {
         guard (1...Envelope.maximumWrappedKeyLength).contains(dataKey.wrapped.count) else {
             throw .invalidArgument("wrapped data key must be 1 to \(Envelope.maximumWrappedKeyLength) bytes")
         }
-        cipher = try AESGCMKey(dataKey.plaintext)
+        cipher = try AESGCMKey(dataKey.plaintext, firstNonceCounter: firstCounter)
         reference = dataKey.reference
         wrappedDataKey = dataKey.wrapped
         self.createdAt = createdAt
         self.noncePrefix = noncePrefix
-        counter = NIOLockedValueBox(firstCounter)
         keySection = Self.encodeKeySection(dataKey.reference, wrapped: dataKey.wrapped)
     }
 
@@ -82,23 +80,13 @@ public final class ActiveDataKey: Sendable, CustomStringConvertible {
         "ActiveDataKey(\(reference), \(encryptionCount) encryptions, material redacted)"
     }
 
-    /// Records sealed so far (nonces handed out).
-    public var encryptionCount: UInt64 { counter.withLockedValue { $0 } }
+    /// Nonces handed out so far, counting from the first counter value (0
+    /// outside test vectors): the records sealed under this key.
+    public var encryptionCount: UInt64 { cipher.nonceCounter }
 
     /// Whether the policy still allows new records under this key at `now`.
     public func isUsable(at now: NIODeadline, policy: DataKeyRotationPolicy) -> Bool {
         encryptionCount < policy.maxEncryptions && now - createdAt < policy.maxAge
-    }
-
-    /// Reserves the next nonce; throws once the hard limit is reached.
-    func nextNonce() throws(EnvelopeError) -> Nonce {
-        let count = counter.withLockedValue { value -> UInt64? in
-            guard value < Self.hardEncryptionLimit else { return nil }
-            defer { value += 1 }
-            return value
-        }
-        guard let count else { throw .dataKeyExhausted(reference) }
-        return Nonce(prefix: noncePrefix, counter: count)
     }
 
     static func encodeKeySection(_ reference: KeyReference, wrapped: [UInt8]) -> [UInt8] {
@@ -118,13 +106,3 @@ public final class ActiveDataKey: Sendable, CustomStringConvertible {
     }
 }
 
-/// A 96-bit GCM nonce: 32-bit instance prefix, then a 64-bit counter, both big-endian.
-struct Nonce {
-    var prefix: UInt32
-    var counter: UInt64
-
-    func store(to pointer: UnsafeMutableRawPointer) {
-        pointer.storeBytes(of: prefix.bigEndian, toByteOffset: 0, as: UInt32.self)
-        pointer.storeBytes(of: counter.bigEndian, toByteOffset: 4, as: UInt64.self)
-    }
-}

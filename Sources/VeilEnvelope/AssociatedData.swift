@@ -1,5 +1,6 @@
-/// The part of the AAD that follows the header bytes:
-/// `u16be len(fieldPath) || fieldPath || [u16be len(topic) || topic]`.
+/// The AAD of an envelope: the header bytes, then
+/// `u16be len(fieldPath) || fieldPath`, then, if the topic is bound,
+/// `u16be len(topic) || topic`.
 ///
 /// Length prefixes keep the encoding unambiguous, so ("ab", "c") and
 /// ("a", "bc") can never authenticate as each other.
@@ -14,31 +15,36 @@ enum AssociatedData {
         }
     }
 
-    /// Encodes the suffix into temporary (usually stack) memory for `body`.
-    /// Lengths must have been validated.
+    /// Lays the whole AAD out contiguously in temporary (usually stack)
+    /// memory, so OpenSSL takes it in one call. Lengths must be validated.
     @inline(__always)
-    static func withSuffix<R>(
-        fieldPath: String, topic: String?, _ body: (UnsafeRawBufferPointer) -> R
+    static func withBytes<R>(
+        header: UnsafeRawBufferPointer, fieldPath: String, topic: String?, _ body: (UnsafeRawBufferPointer) -> R
     ) -> R {
-        var fieldPath = fieldPath
-        var topic = topic
         let fieldCount = fieldPath.utf8.count
         let topicCount = topic?.utf8.count ?? 0
-        let total = 2 + fieldCount + (topic == nil ? 0 : 2 + topicCount)
-        return withUnsafeTemporaryAllocation(byteCount: total, alignment: 1) { buffer in
+        let total = header.count + 2 + fieldCount + (topic == nil ? 0 : 2 + topicCount)
+        return withUnsafeTemporaryAllocation(byteCount: total, alignment: 8) { buffer in
             let base = buffer.baseAddress!
-            var offset = 0
-            func put(_ string: inout String, count: Int) {
-                base.storeBytes(of: UInt16(count).bigEndian, toByteOffset: offset, as: UInt16.self)
-                offset += 2
-                string.withUTF8 { utf8 in
-                    if let source = utf8.baseAddress { (base + offset).copyMemory(from: source, byteCount: count) }
-                }
-                offset += count
-            }
-            put(&fieldPath, count: fieldCount)
-            if topic != nil { put(&topic!, count: topicCount) }
+            base.copyMemory(from: header.baseAddress!, byteCount: header.count)
+            var offset = header.count
+            offset = put(fieldPath, count: fieldCount, at: offset, in: base)
+            if let topic { offset = put(topic, count: topicCount, at: offset, in: base) }
             return body(UnsafeRawBufferPointer(buffer))
         }
+    }
+
+    @inline(__always)
+    private static func put(_ string: String, count: Int, at offset: Int, in base: UnsafeMutableRawPointer) -> Int {
+        base.storeBytes(of: UInt16(count).bigEndian, toByteOffset: offset, as: UInt16.self)
+        let start = offset + 2
+        let copied = string.utf8.withContiguousStorageIfAvailable { utf8 in
+            if let source = utf8.baseAddress { (base + start).copyMemory(from: source, byteCount: count) }
+        }
+        if copied == nil {
+            // Bridged or otherwise non-contiguous strings: copy byte by byte.
+            UnsafeMutableRawBufferPointer(start: base + start, count: count).copyBytes(from: string.utf8)
+        }
+        return start + count
     }
 }

@@ -25,6 +25,8 @@ public enum Envelope {
     /// Upper bound on the field path and topic lengths, which the AAD encodes as u16.
     public static let maximumAADStringLength = Int(UInt16.max)
 
+    /// ``magic`` as a big-endian integer, for single stores and compares.
+    static let magicValue: UInt32 = 0xC156_454C
     /// Flag bit: the AAD includes the topic name.
     static let topicBoundFlag: UInt8 = 0x01
     static let knownFlags: UInt8 = topicBoundFlag

@@ -31,10 +31,10 @@ public struct EnvelopeDecryptor: Sendable {
             var ok = false
             output.writeWithUnsafeMutableBytes(minimumWritableBytes: textCount) { out in
                 func run(_ target: UnsafeMutableRawPointer) -> Bool {
-                    AssociatedData.withSuffix(fieldPath: fieldPath, topic: boundTopic) { suffix in
+                    let header = UnsafeRawBufferPointer(start: base, count: headerCount)
+                    return AssociatedData.withBytes(header: header, fieldPath: fieldPath, topic: boundTopic) { aad in
                         key.open(
-                            nonce: base + (headerCount - Envelope.nonceByteCount),
-                            aad1: UnsafeRawBufferPointer(start: base, count: headerCount), aad2: suffix,
+                            nonce: base + (headerCount - Envelope.nonceByteCount), aad: aad,
                             ciphertext: UnsafeRawBufferPointer(start: base + headerCount, count: textCount),
                             tag: base + headerCount + textCount,
                             plaintext: target)

@@ -24,22 +24,26 @@ public struct EnvelopeEncryptor: Sendable {
         into buffer: inout ByteBuffer
     ) throws(EnvelopeError) {
         try AssociatedData.validate(fieldPath: fieldPath, topic: topic)
-        let nonce = try key.nextNonce()
         let headerCount = Self.headerByteCount(key)
         let total = headerCount + plaintext.count + Envelope.tagByteCount
-        var sealed = false
+        var outcome = AESGCMKey.SealOutcome.failed
         buffer.writeWithUnsafeMutableBytes(minimumWritableBytes: total) { out in
             let base = out.baseAddress!
-            Self.writeHeader(key: key, topicBound: topic != nil, nonce: nonce, to: base)
+            Self.writeHeader(key: key, topicBound: topic != nil, to: base)
             let header = UnsafeRawBufferPointer(start: base, count: headerCount)
-            sealed = AssociatedData.withSuffix(fieldPath: fieldPath, topic: topic) { suffix in
-                key.cipher.seal(
-                    nonce: base + (headerCount - Envelope.nonceByteCount), aad1: header, aad2: suffix,
-                    plaintext: plaintext, ciphertext: base + headerCount, tag: base + headerCount + plaintext.count)
-            }
-            return sealed ? total : 0
+            outcome = key.cipher.seal(
+                limit: ActiveDataKey.hardEncryptionLimit, noncePrefix: key.noncePrefix,
+                nonce: base + (headerCount - Envelope.nonceByteCount),
+                aad: { use in AssociatedData.withBytes(header: header, fieldPath: fieldPath, topic: topic, use) },
+                plaintext: plaintext, ciphertext: base + headerCount, tag: base + headerCount + plaintext.count)
+            // Nothing is committed unless the whole envelope was written.
+            return outcome == .sealed ? total : 0
         }
-        guard sealed else { throw .cryptoFailure("OpenSSL failed to encrypt") }
+        switch outcome {
+        case .sealed: return
+        case .exhausted: throw .dataKeyExhausted(key.reference)
+        case .failed: throw .cryptoFailure("OpenSSL failed to encrypt")
+        }
     }
 
     /// Appends the envelope of `plaintext`'s readable bytes to `buffer`.
@@ -59,14 +63,15 @@ public struct EnvelopeEncryptor: Sendable {
         Envelope.keySectionOffset + key.keySection.count + Envelope.nonceByteCount
     }
 
+    /// Writes everything but the nonce, which the cipher writes once it has
+    /// reserved the counter value.
     @inline(__always)
-    private static func writeHeader(key: ActiveDataKey, topicBound: Bool, nonce: Nonce, to base: UnsafeMutableRawPointer) {
-        Envelope.magic.withUnsafeBytes { base.copyMemory(from: $0.baseAddress!, byteCount: 4) }
+    private static func writeHeader(key: ActiveDataKey, topicBound: Bool, to base: UnsafeMutableRawPointer) {
+        base.storeBytes(of: Envelope.magicValue.bigEndian, toByteOffset: 0, as: UInt32.self)
         base.storeBytes(of: Envelope.version, toByteOffset: 4, as: UInt8.self)
         base.storeBytes(of: topicBound ? Envelope.topicBoundFlag : 0, toByteOffset: 5, as: UInt8.self)
         key.keySection.withUnsafeBytes { section in
             (base + Envelope.keySectionOffset).copyMemory(from: section.baseAddress!, byteCount: section.count)
         }
-        nonce.store(to: base + Envelope.keySectionOffset + key.keySection.count)
     }
 }

@@ -1,4 +1,5 @@
 import NIOCore
+import VeilKMS
 
 /// The parsed header of an envelope: enough to find its data key and to open it.
 ///
@@ -63,51 +64,44 @@ public struct EnvelopeHeader: Sendable {
         var ciphertextCount: Int
 
         static func parse(_ bytes: UnsafeRawBufferPointer) throws(EnvelopeError) -> Layout? {
-            let magic = Envelope.magic
-            guard bytes.count >= magic.count,
-                  bytes[0] == magic[0], bytes[1] == magic[1], bytes[2] == magic[2], bytes[3] == magic[3]
+            guard bytes.count >= 4,
+                  UInt32(bigEndian: bytes.loadUnaligned(as: UInt32.self)) == Envelope.magicValue
             else { return nil }
             guard bytes.count > 5 else { throw .malformed("truncated before the flags") }
             guard bytes[4] == Envelope.version else { throw .unsupportedVersion(bytes[4]) }
             let flags = bytes[5]
             guard flags & ~Envelope.knownFlags == 0 else { throw .malformed("unknown flag bits") }
 
+            // Each step checks the bytes remain before reading them; arithmetic
+            // stays far from overflow since every length is at most 16 bits.
+            let count = bytes.count
             var offset = Envelope.keySectionOffset
-            func u8() throws(EnvelopeError) -> Int {
-                guard offset < bytes.count else { throw .malformed("truncated header") }
-                defer { offset += 1 }
-                return Int(bytes[offset])
-            }
-            func u16() throws(EnvelopeError) -> Int {
-                guard offset + 2 <= bytes.count else { throw .malformed("truncated header") }
-                defer { offset += 2 }
-                return Int(bytes[offset]) << 8 | Int(bytes[offset + 1])
-            }
-            func skip(_ count: Int) throws(EnvelopeError) {
-                guard count <= bytes.count - offset else { throw .malformed("truncated header") }
-                offset += count
-            }
-
-            let kmsCount = try u8()
+            guard offset < count else { throw .malformed("truncated header") }
+            let kmsCount = Int(bytes[offset])
             guard kmsCount >= 1 else { throw .malformed("empty KMS name") }
-            try skip(kmsCount)
-            let keyIdCount = try u16()
-            guard (1...2048).contains(keyIdCount) else { throw .malformed("key id length out of range") }
-            try skip(keyIdCount)
-            let wrappedCount = try u16()
+            offset += 1 + kmsCount
+            guard offset + 2 <= count else { throw .malformed("truncated header") }
+            let keyIdCount = Int(bytes[offset]) << 8 | Int(bytes[offset + 1])
+            guard (1...KeyReference.maximumKeyIdLength).contains(keyIdCount) else {
+                throw .malformed("key id length out of range")
+            }
+            offset += 2 + keyIdCount
+            guard offset + 2 <= count else { throw .malformed("truncated header") }
+            let wrappedCount = Int(bytes[offset]) << 8 | Int(bytes[offset + 1])
             guard (1...Envelope.maximumWrappedKeyLength).contains(wrappedCount) else {
                 throw .malformed("wrapped data key length out of range")
             }
-            try skip(wrappedCount)
+            offset += 2 + wrappedCount
+            guard offset <= count else { throw .malformed("truncated header") }
             let keySectionCount = offset - Envelope.keySectionOffset
-            try skip(Envelope.nonceByteCount)
-            let headerCount = offset
-            guard bytes.count - headerCount >= Envelope.tagByteCount else {
+            let headerCount = offset + Envelope.nonceByteCount
+            guard headerCount <= count else { throw .malformed("truncated header") }
+            guard count - headerCount >= Envelope.tagByteCount else {
                 throw .malformed("too short for the authentication tag")
             }
             return Layout(
                 flags: flags, keySectionCount: keySectionCount, headerCount: headerCount,
-                ciphertextCount: bytes.count - headerCount - Envelope.tagByteCount)
+                ciphertextCount: count - headerCount - Envelope.tagByteCount)
         }
     }
 }

@@ -26,9 +26,15 @@ struct LRUCache<Key: Hashable, Value> {
 
     /// Returns the value and marks it most recently used.
     mutating func value(for key: Key) -> Value? {
+        entry(for: key)?.value
+    }
+
+    /// Returns the stored key (which may differ in identity from `key`) and
+    /// value, and marks the entry most recently used.
+    mutating func entry(for key: Key) -> (key: Key, value: Value)? {
         guard let slot = index[key] else { return nil }
         moveToFront(slot)
-        return nodes[slot].value
+        return (nodes[slot].key, nodes[slot].value)
     }
 
     /// Inserts or replaces, evicting the least recently used entry when full.

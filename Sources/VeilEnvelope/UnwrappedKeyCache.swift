@@ -32,6 +32,9 @@ public final class UnwrappedKeyCache: Sendable {
         // Sendable; it is only touched under the box's lock.
         var cache: LRUCache<EnvelopeKeyID, Slot>
         var filling: [EnvelopeKeyID: Fill] = [:]
+        /// The last key handed out. Consecutive records mostly share a data
+        /// key, and comparing bytes is much cheaper than hashing them.
+        var recent: (id: EnvelopeKeyID, key: AESGCMKey)?
     }
 
     private let kms: any KeyManagementService
@@ -60,7 +63,13 @@ public final class UnwrappedKeyCache: Sendable {
 
     /// The cached key or failure for `keyID`. Never calls the KMS.
     public func lookup(_ keyID: EnvelopeKeyID) -> Lookup {
-        let slot = state.withLockedValue { $0.cache.value(for: keyID) }
+        let slot = state.withLockedValue { state -> Slot? in
+            if let recent = state.recent, recent.id == keyID { return .key(recent.key) }
+            guard let entry = state.cache.entry(for: keyID) else { return nil }
+            // The stored ID owns its bytes; the caller's may be a slice of a fetch response.
+            if case .key(let key) = entry.value { state.recent = (entry.key, key) }
+            return entry.value
+        }
         switch slot {
         case nil: return .miss
         case .key(let key): return .hit(key)
