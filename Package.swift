@@ -74,7 +74,11 @@ let package = Package(
         .testTarget(
             name: "VeilWireTests", dependencies: ["VeilWire"],
             resources: [.copy("Fixtures")], swiftSettings: strict),
-        .testTarget(name: "VeilEnvelopeTests", dependencies: ["VeilEnvelope", "VeilKMS"], swiftSettings: strict),
+        .testTarget(name: "VeilKMSTests", dependencies: ["VeilKMS"], swiftSettings: strict),
+        .testTarget(
+            name: "VeilEnvelopeTests",
+            dependencies: ["VeilEnvelope", "VeilKMS", .product(name: "NIOCore", package: "swift-nio")],
+            swiftSettings: strict),
         .testTarget(name: "VeilProxyTests", dependencies: ["VeilProxy", "VeilConfig"], swiftSettings: strict),
     ]
 )

@@ -38,7 +38,7 @@ enum AssociatedData {
     private static func put(_ string: String, count: Int, at offset: Int, in base: UnsafeMutableRawPointer) -> Int {
         base.storeBytes(of: UInt16(count).bigEndian, toByteOffset: offset, as: UInt16.self)
         let start = offset + 2
-        let copied = string.utf8.withContiguousStorageIfAvailable { utf8 in
+        let copied: Void? = string.utf8.withContiguousStorageIfAvailable { utf8 in
             if let source = utf8.baseAddress { (base + start).copyMemory(from: source, byteCount: count) }
         }
         if copied == nil {
