@@ -20,6 +20,7 @@ DEK = bytes(range(0x20, 0x40))
 KMS, KEY_ID = "local", "department-key"
 WRAP_NONCE = bytes(range(0xA0, 0xAC))
 NONCE_PREFIX = 0xC0FFEE00
+# One DEK instance sealing two records: counters 42 and 43.
 NONCE_COUNTER = 42
 TOPIC = "department-events"
 WHOLE_PLAINTEXT = b'{"department": "finance", "data": "q3 forecast"}'
@@ -39,9 +40,9 @@ def wrap():
     return bytes([1]) + WRAP_NONCE + AESGCM(KEK).encrypt(WRAP_NONCE, DEK, aad)
 
 
-def envelope(plaintext, field_path, topic):
+def envelope(plaintext, field_path, topic, counter):
     kms, key_id, wrapped = KMS.encode(), KEY_ID.encode(), wrap()
-    nonce = struct.pack(">IQ", NONCE_PREFIX, NONCE_COUNTER)
+    nonce = struct.pack(">IQ", NONCE_PREFIX, counter)
     flags = 1 if topic is not None else 0
     header = (MAGIC + bytes([1, flags, len(kms)]) + kms + u16(len(key_id)) + key_id
               + u16(len(wrapped)) + wrapped + nonce)
@@ -54,8 +55,8 @@ def envelope(plaintext, field_path, topic):
 def vectors():
     return {
         "wrapped-dek": wrap().hex(),
-        "envelope-whole-value": envelope(WHOLE_PLAINTEXT, "", TOPIC).hex(),
-        "envelope-field-unbound": envelope(FIELD_PLAINTEXT, FIELD_PATH, None).hex(),
+        "envelope-whole-value": envelope(WHOLE_PLAINTEXT, "", TOPIC, NONCE_COUNTER).hex(),
+        "envelope-field-unbound": envelope(FIELD_PLAINTEXT, FIELD_PATH, None, NONCE_COUNTER + 1).hex(),
     }
 
 
