@@ -8,16 +8,18 @@ public struct DataKeyRotationPolicy: Sendable, Equatable {
     public static let maximumEncryptionsLimit: UInt64 = 1 << 31
 
     /// Retire a key after this many records.
-    public var maxEncryptions: UInt64
+    public let maxEncryptions: UInt64
     /// Retire a key this long after it was generated.
-    public var maxAge: TimeAmount
+    public let maxAge: TimeAmount
 
-    /// Defaults: one million records or one hour, whichever comes first.
-    public init(maxEncryptions: UInt64 = 1_000_000, maxAge: TimeAmount = .seconds(3600)) {
-        precondition(
-            (1...Self.maximumEncryptionsLimit).contains(maxEncryptions),
-            "maxEncryptions must be between 1 and 2^31")
-        precondition(maxAge > .zero, "maxAge must be positive")
+    /// One million records or one hour, whichever comes first.
+    public static let `default` = DataKeyRotationPolicy(maxEncryptions: 1_000_000, maxAge: .seconds(3600))!
+
+    /// Returns nil unless `maxEncryptions` is in 1...2^31 and `maxAge` is positive.
+    public init?(
+        maxEncryptions: UInt64 = Self.default.maxEncryptions, maxAge: TimeAmount = Self.default.maxAge
+    ) {
+        guard (1...Self.maximumEncryptionsLimit).contains(maxEncryptions), maxAge > .zero else { return nil }
         self.maxEncryptions = maxEncryptions
         self.maxAge = maxAge
     }

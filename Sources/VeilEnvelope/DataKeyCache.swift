@@ -35,7 +35,7 @@ public final class DataKeyCache: Sendable {
     ///     misconfigured key costs one KMS call per interval, not one per batch.
     ///   - clock: the time source for rotation by age (injectable for tests).
     public init(
-        kms: any KeyManagementService, policy: DataKeyRotationPolicy = DataKeyRotationPolicy(),
+        kms: any KeyManagementService, policy: DataKeyRotationPolicy = .default,
         failureTTL: TimeAmount = .seconds(5), clock: @escaping @Sendable () -> NIODeadline = { .now() }
     ) {
         self.kms = kms

@@ -22,8 +22,8 @@ public struct EnvelopeDecryptor: Sendable {
         guard envelope.readableBytes == header.envelopeByteCount else {
             throw .invalidArgument("header does not describe this envelope")
         }
-        try AssociatedData.validate(fieldPath: fieldPath, topic: topic)
         let boundTopic: String? = header.isTopicBound ? topic : nil
+        try AssociatedData.validate(fieldPath: fieldPath, topic: boundTopic)
         let headerCount = header.byteCount
         let textCount = header.ciphertextByteCount
         let opened = envelope.withUnsafeReadableBytes { env -> Bool in

@@ -3,7 +3,7 @@
 /// Entries live in arrays linked by index, so lookups, moves and evictions are
 /// O(1) without per-entry allocations. Not thread-safe: callers lock.
 struct LRUCache<Key: Hashable, Value> {
-    private struct Node {
+    fileprivate struct Node {
         var key: Key
         var value: Value
         var previous: Int
@@ -82,3 +82,6 @@ struct LRUCache<Key: Hashable, Value> {
         if tail < 0 { tail = slot }
     }
 }
+
+extension LRUCache: Sendable where Key: Sendable, Value: Sendable {}
+extension LRUCache.Node: Sendable where Key: Sendable, Value: Sendable {}

@@ -22,14 +22,18 @@ public final class UnwrappedKeyCache: Sendable {
 
     private typealias Fill = Task<Result<AESGCMKey, EnvelopeError>, Never>
 
-    private enum Slot {
+    private enum Step {
+        case ready(AESGCMKey)
+        case failed(EnvelopeError)
+        case wait(Fill)
+    }
+
+    private enum Slot: Sendable {
         case key(AESGCMKey)
         case denied(EnvelopeError, until: NIODeadline)
     }
 
-    private struct State: @unchecked Sendable {
-        // @unchecked: LRUCache holds only Sendable values but is not declared
-        // Sendable; it is only touched under the box's lock.
+    private struct State: Sendable {
         var cache: LRUCache<EnvelopeKeyID, Slot>
         var filling: [EnvelopeKeyID: Fill] = [:]
         /// The last key handed out. Consecutive records mostly share a data
@@ -89,20 +93,24 @@ public final class UnwrappedKeyCache: Sendable {
     /// Unwraps the key with the KMS (once for all concurrent callers) and caches the outcome.
     public func fill(_ keyID: EnvelopeKeyID) async throws(EnvelopeError) -> AESGCMKey {
         let now = clock()
-        let step = state.withLockedValue { state -> Result<Fill, EnvelopeError> in
+        let step = state.withLockedValue { state -> Step in
             switch state.cache.value(for: keyID) {
-            case .key(let key): return .success(Fill { .success(key) })
-            case .denied(let error, let until) where now < until: return .failure(error)
+            case .key(let key): return .ready(key)
+            case .denied(let error, let until) where now < until: return .failed(error)
             default: break
             }
-            if let task = state.filling[keyID] { return .success(task) }
+            if let task = state.filling[keyID] { return .wait(task) }
             // Own copy: the caller's bytes may be a slice of a large fetch response.
             let owned = keyID.compacted()
             let task = Fill { await self.unwrap(owned) }
             state.filling[owned] = task
-            return .success(task)
+            return .wait(task)
         }
-        return try await step.get().value.get()
+        switch step {
+        case .ready(let key): return key
+        case .failed(let error): throw error
+        case .wait(let task): return try await task.value.get()
+        }
     }
 
     private func unwrap(_ keyID: EnvelopeKeyID) async -> Result<AESGCMKey, EnvelopeError> {

@@ -25,7 +25,7 @@ import VeilKMS
 
     @Test func rotatesAfterMaxEncryptions() async throws {
         let kms = CountingKMS(keyring("owner", ["department-key"]))
-        let cache = DataKeyCache(kms: kms, policy: DataKeyRotationPolicy(maxEncryptions: 3))
+        let cache = DataKeyCache(kms: kms, policy: DataKeyRotationPolicy(maxEncryptions: 3)!)
         let first = try await cache.key(for: ref)
         for _ in 0..<3 {
             #expect(cache.current(for: ref) === first)
@@ -43,7 +43,7 @@ import VeilKMS
         let kms = CountingKMS(keyring("owner", ["department-key"]))
         let clock = ManualClock()
         let cache = DataKeyCache(
-            kms: kms, policy: DataKeyRotationPolicy(maxAge: .seconds(3600)), clock: clock.function)
+            kms: kms, policy: DataKeyRotationPolicy(maxAge: .seconds(3600))!, clock: clock.function)
         let first = try await cache.key(for: ref)
         clock.advance(.seconds(3599))
         #expect(cache.current(for: ref) === first)
@@ -90,6 +90,14 @@ import VeilKMS
         clock.advance(.seconds(5))
         await #expect(throws: EnvelopeError.self) { _ = try await cache.refresh(for: ref) }
         #expect(kms.counts.generateDataKey == 2)
+    }
+
+    @Test func rotationPolicyRejectsOutOfRangeSettings() {
+        #expect(DataKeyRotationPolicy(maxEncryptions: 0) == nil)
+        #expect(DataKeyRotationPolicy(maxEncryptions: DataKeyRotationPolicy.maximumEncryptionsLimit + 1) == nil)
+        #expect(DataKeyRotationPolicy(maxAge: .zero) == nil)
+        #expect(DataKeyRotationPolicy.default.maxEncryptions == 1_000_000)
+        #expect(DataKeyRotationPolicy.default.maxAge == .seconds(3600))
     }
 
     @Test func keysAreIndependentPerReference() async throws {
@@ -146,6 +154,6 @@ import VeilKMS
             try EnvelopeEncryptor().seal(plaintext: ByteBuffer(bytes: [1]), key: key, topic: "t", fieldPath: "", into: &buffer)
         }
         #expect(buffer.readableBytes == 0)
-        #expect(!key.isUsable(at: .now(), policy: DataKeyRotationPolicy(maxEncryptions: DataKeyRotationPolicy.maximumEncryptionsLimit)))
+        #expect(!key.isUsable(at: .now(), policy: DataKeyRotationPolicy(maxEncryptions: DataKeyRotationPolicy.maximumEncryptionsLimit)!))
     }
 }

@@ -17,12 +17,19 @@ import VeilKMS
         let (envelope, dek) = try await fixture()
         #expect(throws: EnvelopeError.authenticationFailed) { _ = try open(envelope, key: dek, topic: "other-events") }
         #expect(throws: EnvelopeError.authenticationFailed) { _ = try open(envelope, key: dek, topic: "") }
+        // A failed open leaves the reused cipher context fit for the next record.
+        #expect(try open(envelope, key: dek).count > 0)
     }
 
     @Test func wrongFieldPathFailsAuthentication() async throws {
         let (envelope, dek) = try await fixture()
         #expect(throws: EnvelopeError.authenticationFailed) { _ = try open(envelope, key: dek, fieldPath: "data") }
         #expect(throws: EnvelopeError.authenticationFailed) { _ = try open(envelope, key: dek, fieldPath: "$") }
+    }
+
+    @Test func unboundTopicMayBeAnyLength() async throws {
+        let (envelope, dek) = try await fixture(topic: nil)
+        #expect(try open(envelope, key: dek, topic: String(repeating: "t", count: 70_000)).count > 0)
     }
 
     @Test func wrongKeyFailsAuthentication() async throws {
