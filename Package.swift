@@ -35,11 +35,17 @@ let package = Package(
             swiftSettings: strict),
         .target(
             name: "VeilKMS",
-            dependencies: ["COpenSSL", .product(name: "NIOCore", package: "swift-nio")],
+            dependencies: [
+                "COpenSSL", .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
+            ],
             swiftSettings: strict),
         .target(
             name: "VeilEnvelope",
-            dependencies: ["COpenSSL", "VeilKMS", "VeilWire", .product(name: "NIOCore", package: "swift-nio")],
+            dependencies: [
+                "COpenSSL", "VeilKMS", "VeilWire", .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
+            ],
             swiftSettings: strict),
         .target(
             name: "VeilConfig",
@@ -72,7 +78,11 @@ let package = Package(
         .testTarget(
             name: "VeilWireTests", dependencies: ["VeilWire"],
             resources: [.copy("Fixtures")], swiftSettings: strict),
-        .testTarget(name: "VeilEnvelopeTests", dependencies: ["VeilEnvelope", "VeilKMS"], swiftSettings: strict),
+        .testTarget(name: "VeilKMSTests", dependencies: ["VeilKMS"], swiftSettings: strict),
+        .testTarget(
+            name: "VeilEnvelopeTests",
+            dependencies: ["VeilEnvelope", "VeilKMS", .product(name: "NIOCore", package: "swift-nio")],
+            swiftSettings: strict),
         .testTarget(name: "VeilProxyTests", dependencies: ["VeilProxy", "VeilConfig"], swiftSettings: strict),
         .testTarget(name: "VeilConfigTests", dependencies: ["VeilConfig"], swiftSettings: strict),
     ]
