@@ -3,9 +3,9 @@ import Testing
 @testable import VeilConfig
 
 @Suite struct KeySelectionTests {
-    let finance = KeyReference(kms: "finance", keyId: "department-key")
-    let sales = KeyReference(kms: "sales", keyId: "department-key")
-    let fallback = KeyReference(kms: "finance", keyId: "default")
+    let finance = KeyReference(kms: "finance", keyId: "department-key")!
+    let sales = KeyReference(kms: "sales", keyId: "department-key")!
+    let fallback = KeyReference(kms: "finance", keyId: "default")!
 
     func select(
         _ policy: EncryptionPolicy, value: String?, key: String? = nil, headers: [(String, [UInt8]?)] = []
@@ -77,12 +77,12 @@ import Testing
 
     @Test func largeKeyMapsUseTheDictionaryPath() {
         var keys: [String: KeyReference] = [:]
-        for i in 0..<100 { keys["tenant-\(i)"] = KeyReference(kms: "k", keyId: "key-\(i)") }
+        for i in 0..<100 { keys["tenant-\(i)"] = KeyReference(kms: "k", keyId: "key-\(i)")! }
         let policy = EncryptionPolicy(keySource: .header(name: "tenant"), keys: keys)
         for i in [0, 17, 99] {
             #expect(
                 self.select(policy, value: nil, headers: [("tenant", Array("tenant-\(i)".utf8))])
-                    == .key(KeyReference(kms: "k", keyId: "key-\(i)")))
+                    == .key(KeyReference(kms: "k", keyId: "key-\(i)")!))
         }
         #expect(self.select(policy, value: nil, headers: [("tenant", Array("tenant-100".utf8))]) == .unmatched(selector: "tenant-100"))
     }

@@ -47,8 +47,8 @@ let fullExample = """
         #expect(config.maxFrameBytes == 1_048_576)
         #expect(config.kms["finance"]?.backend == .local(keyring: "/run/secrets/finance.keyring"))
         #expect(config.kms["sales"]?.backend == .local(keyring: "keys/sales.keyring"))
-        let finance = KeyReference(kms: "finance", keyId: "department-key")
-        let sales = KeyReference(kms: "sales", keyId: "department-key")
+        let finance = KeyReference(kms: "finance", keyId: "department-key")!
+        let sales = KeyReference(kms: "sales", keyId: "department-key")!
         #expect(config.grants.encrypt == [finance])
         #expect(config.grants.decrypt == [finance, sales])
         #expect(config.grants.allowsDecryption(with: sales) && !config.grants.allowsEncryption(with: sales))
@@ -154,7 +154,7 @@ let fullExample = """
 
     @Test func programmaticInitAppliesCrossChecks() throws {
         let upstream = UpstreamConfiguration(bootstrap: [HostPort(host: "b", port: 9092)])
-        let reference = KeyReference(kms: "missing", keyId: "k")
+        let reference = KeyReference(kms: "missing", keyId: "k")!
         let error = #expect(throws: ConfigurationError.self) {
             try VeilConfiguration(identity: "a", upstream: upstream, grants: Grants(decrypt: [reference]))
         }
@@ -176,8 +176,8 @@ let fullExample = """
         func load(_ name: String) throws -> VeilConfiguration {
             try VeilConfiguration.parse(yaml: String(contentsOf: directory.appendingPathComponent(name), encoding: .utf8))
         }
-        let finance = KeyReference(kms: "finance", keyId: "department-key")
-        let sales = KeyReference(kms: "sales", keyId: "department-key")
+        let finance = KeyReference(kms: "finance", keyId: "department-key")!
+        let sales = KeyReference(kms: "sales", keyId: "department-key")!
 
         let passthrough = try load("passthrough.yaml")
         #expect(passthrough.topics.isEmpty)
