@@ -11,10 +11,13 @@ import VeilKMS
 public final class DataKeyCache: Sendable {
     private typealias Refresh = Task<Result<ActiveDataKey, EnvelopeError>, Never>
 
-    private struct Entry: Sendable {
-        var active: ActiveDataKey?
-        var refreshing: Refresh?
-        var failure: (error: EnvelopeError, until: NIODeadline)?
+    private struct State: Sendable {
+        var active: [KeyReference: ActiveDataKey] = [:]
+        var refreshing: [KeyReference: Refresh] = [:]
+        var failures: [KeyReference: (error: EnvelopeError, until: NIODeadline)] = [:]
+        /// The last key handed out: producers mostly seal runs of records
+        /// under one reference, and comparing it is cheaper than hashing.
+        var recent: ActiveDataKey?
     }
 
     private enum Step {
@@ -28,7 +31,7 @@ public final class DataKeyCache: Sendable {
     public let policy: DataKeyRotationPolicy
     private let failureTTL: TimeAmount
     private let clock: @Sendable () -> NIODeadline
-    private let entries = NIOLockedValueBox<[KeyReference: Entry]>([:])
+    private let state = NIOLockedValueBox(State())
 
     /// - Parameters:
     ///   - failureTTL: how long a failed KMS call is remembered, so a
@@ -47,22 +50,26 @@ public final class DataKeyCache: Sendable {
     /// The active key for `reference` if it exists and the policy still
     /// allows it; nil means call ``refresh(for:)``. Never calls the KMS.
     public func current(for reference: KeyReference) -> ActiveDataKey? {
-        guard let key = entries.withLockedValue({ $0[reference]?.active }) else { return nil }
-        return key.isUsable(at: clock(), policy: policy) ? key : nil
+        let key = state.withLockedValue { state -> ActiveDataKey? in
+            if let recent = state.recent, recent.reference == reference { return recent }
+            guard let key = state.active[reference] else { return nil }
+            state.recent = key
+            return key
+        }
+        guard let key, key.isUsable(at: clock(), policy: policy) else { return nil }
+        return key
     }
 
     /// Returns a usable key for `reference`, generating one with the KMS only
     /// if there is none and no other caller is already generating it.
     public func refresh(for reference: KeyReference) async throws(EnvelopeError) -> ActiveDataKey {
         let now = clock()
-        let step = entries.withLockedValue { entries -> Step in
-            var entry = entries[reference] ?? Entry()
-            if let key = entry.active, key.isUsable(at: now, policy: policy) { return .ready(key) }
-            if let task = entry.refreshing { return .wait(task) }
-            if let failure = entry.failure, now < failure.until { return .failed(failure.error) }
+        let step = state.withLockedValue { state -> Step in
+            if let key = state.active[reference], key.isUsable(at: now, policy: policy) { return .ready(key) }
+            if let task = state.refreshing[reference] { return .wait(task) }
+            if let failure = state.failures[reference], now < failure.until { return .failed(failure.error) }
             let task = Refresh { await self.generate(reference) }
-            entry.refreshing = task
-            entries[reference] = entry
+            state.refreshing[reference] = task
             return .wait(task)
         }
         switch step {
@@ -87,17 +94,16 @@ public final class DataKeyCache: Sendable {
             result = .failure(.kms(error))
         }
         let now = clock()
-        entries.withLockedValue { entries in
-            var entry = entries[reference] ?? Entry()
-            entry.refreshing = nil
+        state.withLockedValue { state in
+            state.refreshing[reference] = nil
             switch result {
             case .success(let key):
-                entry.active = key
-                entry.failure = nil
+                state.active[reference] = key
+                state.failures[reference] = nil
+                if state.recent?.reference == reference { state.recent = key }
             case .failure(let error):
-                entry.failure = (error, now + failureTTL)
+                state.failures[reference] = (error, now + failureTTL)
             }
-            entries[reference] = entry
         }
         return result
     }
