@@ -137,10 +137,13 @@ public struct WireReader {
         return TaggedFields(fields)
     }
 
-    /// Reads a tagged struct's payload with a nested reader at the same version.
+    /// Reads a tagged struct's payload with a nested reader at the same version. The
+    /// struct must fill the payload: bytes left over would be lost on re-encoding.
     public func nested<T>(_ bytes: ByteBuffer, _ body: (inout WireReader) throws -> T) throws -> T {
         var inner = WireReader(buffer: bytes, version: version, flexible: flexible)
-        return try body(&inner)
+        let value = try body(&inner)
+        try inner.expectEnd("tagged field payload")
+        return value
     }
 
     public func expectEnd(_ what: String) throws {
