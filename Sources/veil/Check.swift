@@ -139,7 +139,7 @@ struct ConfigurationCheck {
             var message =
                 "key \(use.key) is not in grants.encrypt, so records selected for it are refused on produce; "
                 + "that is fine if this sidecar only consumes topic \(topic.match)"
-            if let missing = self.missing(use.key) { message += " (it is also \(missing))" }
+            if let missing = self.missing(use.key) { message += "; besides, \(missing)" }
             self.findings.append(Finding(severity: .warning, path: use.path, message: message))
         }
     }
