@@ -27,11 +27,7 @@ struct Demo: AsyncParsableCommand {
     var records: Int = 12
 
     func run() async throws {
-        LoggingSystem.bootstrap { label in
-            var handler = StreamLogHandler.standardError(label: label)
-            handler.logLevel = .warning
-            return handler
-        }
+        bootstrapLogging(.warning)
         let logger = Logger(label: "veil-demo")
         let workDirectory = dir ?? (NSTemporaryDirectory() + "veil-demo-\(getpid())")
         let scenario = DemoScenario(workDirectory: workDirectory, recordsPerDepartment: records, logger: logger)

@@ -43,6 +43,13 @@ struct FixtureManifest: Decodable, Sendable {
         let highWatermark: Int64?
         let topicId: String?
         let baseOffset: Int64?
+        let controlRecords: [ControlRecord]?
+
+        /// A transaction marker the broker wrote (Fetch responses of transactional topics).
+        struct ControlRecord: Decodable, Sendable {
+            let offset: Int64
+            let type: String
+        }
 
         var testDescription: String { file }
         var isRequest: Bool { direction == "request" }
@@ -225,7 +232,9 @@ enum FixtureCheck {
             #expect(RecordBatch.peekMagic(bytes) == 2)
             try RecordBatch.verifyCRC(bytes)
             let attributes = bytes.getInteger(at: bytes.readerIndex + RecordBatch.attributesOffset, as: Int16.self)!
-            #expect(CompressionCodec(rawValue: UInt8(attributes & 7)) == f.compression)
+            // Transaction markers (control batches) are written uncompressed by the broker.
+            let expectedCodec = attributes & 0x20 != 0 ? CompressionCodec.none : f.compression
+            #expect(CompressionCodec(rawValue: UInt8(attributes & 7)) == expectedCodec)
             if let producerId = f.producerId {
                 #expect(bytes.getInteger(at: bytes.readerIndex + 43, as: Int64.self) == producerId)
             }
@@ -237,8 +246,17 @@ enum FixtureCheck {
     /// them: byte for byte when uncompressed; to the same records when compressed.
     static func batchesAndRecords(_ f: FixtureManifest.Fixture, _ batches: [ByteBuffer]) throws {
         var decoded: [Record] = []
+        var controlOffsets: [Int64] = []
         for bytes in batches {
             let batch = try RecordBatch(decoding: bytes)
+            if batch.isControl {
+                // A control batch is one marker record; it passes through untouched.
+                #expect(batch.records.count == 1, "\(f.file): control batch with one marker")
+                #expect(batch.compression == CompressionCodec.none)
+                #expect(hex(try batch.encoded()) == hex(bytes), "\(f.file): control batch re-encoding")
+                controlOffsets.append(batch.baseOffset)
+                continue
+            }
             #expect(batch.compression == f.compression)
             decoded += batch.records
             if batch.compression == .none {
@@ -253,6 +271,7 @@ enum FixtureCheck {
                 #expect(uncompressed.compression == CompressionCodec.none)
             }
         }
+        #expect(controlOffsets == (f.controlRecords ?? []).map(\.offset), "\(f.file): transaction markers")
         let expected = FixtureManifest.expectedRecords(f)
         #expect(decoded.count == expected.count, "\(f.file): record count")
         for (i, (got, want)) in zip(decoded, expected).enumerated() {
