@@ -166,7 +166,8 @@ struct ConfigurationCheck {
         lines.append("listen: \(c.listen) (advertised host \(c.advertisedHost))")
         lines.append(
             "upstream: \(c.upstream.bootstrap.map(\.description).joined(separator: ", "))"
-                + (c.upstream.tls ? " (TLS)" : " (no TLS)"))
+                + (c.upstream.tls.map { " (TLS: \($0.summary))" } ?? " (no TLS)"))
+        if let sasl = c.upstream.sasl { lines.append("upstream SASL: \(sasl.summary)") }
         let ports = c.brokerPorts
         lines.append("broker ports: \(ports.ports.lowerBound)-\(ports.ports.upperBound) (\(ports.count))")
         lines.append("max frame: \(c.maxFrameBytes) bytes")
