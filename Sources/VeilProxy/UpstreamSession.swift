@@ -129,6 +129,15 @@ final class UpstreamSessionHandler: ChannelInboundHandler, RemovableChannelHandl
         if context.channel.isActive { start(context: context) }
     }
 
+    func handlerRemoved(context: ChannelHandlerContext) {
+        // A channel closed before it was ever active fires no channelInactive; the promise
+        // must still be completed.
+        if case .done = state { return }
+        state = .done
+        timer?.cancel()
+        ready.fail(UpstreamSetupError(kind: .interrupted, description: "connection to broker \(broker) closed before it was ready"))
+    }
+
     func channelActive(context: ChannelHandlerContext) {
         // Fire first: start may complete set-up and remove this handler.
         context.fireChannelActive()

@@ -383,7 +383,8 @@ def produce_consume(bootstrap: str, topic: str, values: list[bytes], extra: Opti
     from confluent_kafka.admin import AdminClient, NewTopic
 
     base = {"bootstrap.servers": bootstrap, "socket.timeout.ms": 15000} | (extra or {})
-    for f in AdminClient(base).create_topics([NewTopic(topic, 1, 1)], operation_timeout=20).values():
+    admin = AdminClient(base)  # must outlive the futures it returns
+    for f in admin.create_topics([NewTopic(topic, 1, 1)], operation_timeout=20).values():
         f.result(30)
     p = Producer(base | {"acks": "all", "message.timeout.ms": int(timeout * 1000)})
     errors = []

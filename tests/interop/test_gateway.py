@@ -88,8 +88,8 @@ def _produce(bootstrap: str, topic: str, values: list[bytes], extra: dict):
     from confluent_kafka import Producer
     from confluent_kafka.admin import AdminClient, NewTopic
 
-    for f in AdminClient({"bootstrap.servers": bootstrap} | extra).create_topics(
-            [NewTopic(topic, 1, 1)], operation_timeout=20).values():
+    admin = AdminClient({"bootstrap.servers": bootstrap} | extra)  # must outlive its futures
+    for f in admin.create_topics([NewTopic(topic, 1, 1)], operation_timeout=20).values():
         f.result(30)
     p = Producer({"bootstrap.servers": bootstrap, "acks": "all", "message.timeout.ms": 30000} | extra)
     errors = []
