@@ -192,6 +192,7 @@ class FrontStats:
     mechanisms: list = field(default_factory=list)
     users: list = field(default_factory=list)
     unauthenticated_requests: int = 0
+    errors: list = field(default_factory=list)
 
 
 class SaslFront:
@@ -221,8 +222,16 @@ class SaslFront:
         return self
 
     def stop(self):
-        self._loop.call_soon_threadsafe(self._loop.stop)
-        self._thread.join(5)
+        async def cancel_connections():
+            for task in asyncio.all_tasks():
+                if task is not asyncio.current_task():
+                    task.cancel()
+
+        try:
+            asyncio.run_coroutine_threadsafe(cancel_connections(), self._loop).result(5)
+        finally:
+            self._loop.call_soon_threadsafe(self._loop.stop)
+            self._thread.join(5)
 
     def _run(self):
         asyncio.set_event_loop(self._loop)
@@ -287,15 +296,20 @@ class SaslFront:
                     elif scram is None:
                         self.stats.attempts += 1
                         mech, infos = self._auth[mechanism]
-                        scram = mech.make_server(lambda u: infos[u])
+
+                        def lookup(user, infos=infos):
+                            self.stats.users.append(user)
+                            return infos[user]
+
+                        scram = mech.make_server(lookup)
                         scram.set_client_first(auth.decode())
-                        self.stats.users.append(scram.user)
                         reply = scram.get_server_first().encode()
                     else:
                         scram.set_client_final(auth.decode())
                         reply = scram.get_server_final().encode()
                         done = True
-                except Exception:
+                except Exception as e:
+                    self.stats.errors.append(f"{type(e).__name__}: {e}")
                     error = 58  # SASL_AUTHENTICATION_FAILED
                 out = struct.pack(">h", error)
                 message = b"Authentication failed: invalid credentials" if error else None

@@ -41,6 +41,7 @@ def test_good_password_produces_and_consumes(sasl_broker, veil_factory, monkeypa
     veil = veil_factory(broker, {"upstream": {"bootstrap": [broker.address], "sasl": _sasl(mechanism)}})
     values = [f"{mechanism} record {i}".encode() for i in range(10)]
     assert produce_consume(veil.address, f"sasl-{uuid.uuid4().hex[:8]}", values) == values
+    assert front.stats.errors == []
     assert front.stats.successes >= 2  # the bootstrap connection and at least one broker connection
     assert front.stats.failures == 0 and front.stats.unauthenticated_requests == 0
     assert set(front.stats.mechanisms) == {mechanism} and set(front.stats.users) == {"veil"}
