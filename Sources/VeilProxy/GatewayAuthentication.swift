@@ -51,6 +51,8 @@ struct ClientAuthentication {
 
     private var mechanism: SaslMechanismName?
     private var scram: ScramServer?
+    /// The SCRAM user from the client-first message, for log lines about later steps.
+    private var scramUser: String?
 
     /// Kafka's SASL_AUTHENTICATION_FAILED and UNSUPPORTED_SASL_MECHANISM, ILLEGAL_SASL_STATE.
     static let authenticationFailed: Int16 = 58
@@ -93,14 +95,15 @@ struct ClientAuthentication {
         case .scramSHA256, .scramSHA512:
             guard var server = scram else { return .failure(ClientAuthFailure(code: Self.illegalState, log: "no SCRAM state")) }
             defer { scram = server }
+            if scramUser == nil { scramUser = ScramLogName.user(in: bytes) }
             do {
                 switch try server.handle(bytes) {
                 case .challenge(let challenge): return .success((challenge, nil))
                 case .success(let username, let final): return .success((final, username))
                 }
             } catch {
-                let user = ScramLogName.user(in: bytes)
-                return .failure(ClientAuthFailure(code: Self.authenticationFailed, log: "\(error)\(user.map { " (user '\($0)')" } ?? "")", message: refused))
+                let user = scramUser.map { " for user '\($0)'" } ?? ""
+                return .failure(ClientAuthFailure(code: Self.authenticationFailed, log: "\(mechanism) \(error)\(user)", message: refused))
             }
         case .awsMSKIAM:
             return .failure(ClientAuthFailure(code: Self.unsupportedMechanism, log: "AWS_MSK_IAM is not accepted from clients"))

@@ -57,6 +57,9 @@ final class ProxyConnection: @unchecked Sendable {
     /// Gateway mode: the identity this connection acts as, once authenticated.
     private var identity: String?
     private var clientAuth = ClientAuthentication()
+    /// Set once a client's authentication failed: its connection only waits to be closed.
+    private var refusing = false
+    static let failedAuthenticationDelay = TimeAmount.seconds(1)
     /// The broker the upstream connection dialled, as named in metadata or configuration.
     private var upstreamAddress: HostPort?
 
@@ -236,7 +239,7 @@ final class ProxyConnection: @unchecked Sendable {
     // MARK: requests
 
     func clientFrame(_ frame: ByteBuffer) {
-        guard !closed else { return }
+        guard !closed, !refusing else { return }
         var body = frame
         let header: RequestHeader
         do {
@@ -384,8 +387,14 @@ final class ProxyConnection: @unchecked Sendable {
                 adopt(identity: record.identity, how: "SASL \(mechanism?.rawValue ?? "") as user '\(user)'")
             }
         case .failure(let refusal):
-            respondLocally(exchange, SaslAuthenticateResponse(errorCode: refusal.code, errorMessage: refusal.message, authBytes: ByteBuffer()), version: version)
-            fail("client authentication refused: \(refusal.log)")
+            // As Kafka's connection.failed.authentication.delay.ms: the error goes out at once
+            // (closing right behind it can beat the client to reading it), and the connection
+            // closes after a pause during which nothing more is read from it.
+            refusing = true
+            logger.warning("client authentication refused: \(refusal.log)")
+            let response = SaslAuthenticateResponse(errorCode: refusal.code, errorMessage: refusal.message, authBytes: ByteBuffer())
+            respondLocally(exchange, response, version: version)
+            loop.scheduleTask(in: Self.failedAuthenticationDelay) { [self] in close() }
         }
     }
 
