@@ -12,8 +12,6 @@ import VeilKMS
 @Suite(.serialized) struct AWSKMSMotoTests {
     static let financeAccount = "111111111111"
     static let salesAccount = "222222222222"
-    static let kmsRefusal =
-        "The ciphertext refers to a customer master key that does not exist, does not exist in this region, or you are not allowed to access."
 
     /// Finance and sales each own `alias/department-key` in their own AWS account. Each side
     /// round-trips its own data keys; the other side's credentials are refused by KMS itself.
@@ -49,11 +47,14 @@ import VeilKMS
         #expect(bytes(try await salesKMS.unwrap(salesKey.wrapped, for: salesByAlias)) == bytes(salesKey.plaintext))
 
         // Sales cannot unwrap finance's DEK. Through the alias, sales' account resolves its own
-        // key and KMS refuses the ciphertext with the message the seed's consumers saw.
+        // key and KMS refuses the ciphertext as AccessDeniedException (moto's answer carries only
+        // the type; AWS adds "The ciphertext refers to a customer master key that does not exist,
+        // does not exist in this region, or you are not allowed to access.", which would follow).
         let deniedByAlias = try #require(await kmsError { () async throws(KMSError) in try await salesKMS.unwrap(byAlias.wrapped, for: financeByAlias) })
         #expect(deniedByAlias.kind == .accessDenied)
         #expect(deniedByAlias.reference == financeByAlias)
-        #expect(deniedByAlias.message == "AWS KMS (us-east-1) Decrypt refused by KMS: AccessDeniedException: \(Self.kmsRefusal)")
+        #expect(deniedByAlias.message == "AWS KMS (us-east-1) Decrypt refused by KMS: AccessDeniedException")
+        #expect(deniedByAlias.description == "access denied for key \(financeByAlias): AWS KMS (us-east-1) Decrypt refused by KMS: AccessDeniedException")
         // Through the ARN, finance's key does not exist for sales' account.
         let deniedByArn = try #require(await kmsError { () async throws(KMSError) in try await salesKMS.unwrap(byArn.wrapped, for: financeByArn) })
         #expect(deniedByArn.kind == .keyNotFound)
@@ -102,9 +103,12 @@ import VeilKMS
         #expect(notFound?.kind == .keyNotFound)
         #expect(notFound?.message.contains("NotFoundException") == true)
 
-        let garbage = await kmsError { () async throws(KMSError) in try await east.unwrap(Array(repeating: 7, count: 80), for: reference) }
-        #expect(garbage?.kind == .invalidCiphertext)
-        #expect(garbage?.message.contains("InvalidCiphertextException") == true)
+        // A wrapped DEK altered in storage fails KMS's authentication of the blob.
+        var tampered = dataKey.wrapped
+        tampered[tampered.count - 1] ^= 0x01
+        let altered = await kmsError { () async throws(KMSError) in try await east.unwrap(tampered, for: reference) }
+        #expect(altered?.kind == .invalidCiphertext)
+        #expect(altered?.message.hasPrefix("AWS KMS (us-east-1) Decrypt refused by KMS, the wrapped data key does not belong to this key: InvalidCiphertextException") == true)
         let empty = await kmsError { () async throws(KMSError) in try await east.unwrap([], for: reference) }
         #expect(empty?.kind == .invalidCiphertext)
 

@@ -21,7 +21,10 @@ final class MotoServer {
     /// Runs moto in-process from Python, with a thread that exits when the test process (its
     /// parent) is gone, so a crashed test run cannot leave a server behind.
     private static let launcher = """
-        import os, sys, threading, time
+        import os, signal, sys, threading, time
+        # The test process's threads block some signals and a spawned child inherits that mask;
+        # without this, SIGTERM would never reach the server.
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGTERM, signal.SIGINT})
         parent = os.getppid()
         def watch():
             while True:
@@ -29,8 +32,11 @@ final class MotoServer {
                     os._exit(0)
                 time.sleep(0.5)
         threading.Thread(target=watch, daemon=True).start()
-        from moto.server import main
-        main(["-H", "127.0.0.1", "-p", sys.argv[1]])
+        import moto.server
+        # moto's own SIGTERM handler exits through SystemExit, which then waits for keep-alive
+        # request threads; exit at once instead, like a killed KMS endpoint.
+        moto.server.signal_handler = lambda signum, frame: os._exit(0)
+        moto.server.main(["-H", "127.0.0.1", "-p", sys.argv[1]])
         """
 
     /// Starts moto on `port` (a free one if nil) and waits until it accepts connections.
@@ -59,7 +65,7 @@ final class MotoServer {
             throw MotoUnavailable("could not run python3 to start moto_server: \(error)", log: "")
         }
         process = child
-        let deadline = Date().addingTimeInterval(60)
+        let deadline = Date().addingTimeInterval(90)
         while Date() < deadline {
             if !child.isRunning {
                 process = nil
@@ -71,7 +77,7 @@ final class MotoServer {
             usleep(100_000)
         }
         stop()
-        throw MotoUnavailable("moto_server did not accept connections on port \(port) within 60 s", log: logTail())
+        throw MotoUnavailable("moto_server did not accept connections on port \(port) within 90 s", log: logTail())
     }
 
     /// Ends the server by its pid (SIGTERM, then SIGKILL if it lingers) and waits for it.
@@ -85,12 +91,11 @@ final class MotoServer {
         }
         guard child.isRunning else { return }
         kill(pid, SIGTERM)
-        let deadline = Date().addingTimeInterval(10)
-        while child.isRunning && Date() < deadline { usleep(50_000) }
-        if child.isRunning {
-            kill(pid, SIGKILL)
-            child.waitUntilExit()
-        }
+        // If it ignores SIGTERM, SIGKILL it; the pid cannot have been reused while unreaped.
+        let watchdog = DispatchWorkItem { if child.isRunning { kill(pid, SIGKILL) } }
+        DispatchQueue.global().asyncAfter(deadline: .now() + 5, execute: watchdog)
+        child.waitUntilExit()
+        watchdog.cancel()
     }
 
     /// Freezes the server (SIGSTOP): connections are still accepted by the kernel but never

@@ -49,7 +49,12 @@ enum MotoAdmin {
         let body = Array(try JSONSerialization.data(withJSONObject: fields))
         switch await kms.perform(operation, body: body) {
         case .success(let buffer):
-            return (try JSONSerialization.jsonObject(with: Data(buffer.readableBytesView)) as? [String: Any]) ?? [:]
+            // Some operations (CreateAlias) answer with an empty body.
+            guard buffer.readableBytes > 0 else { return [:] }
+            guard let object = try? JSONSerialization.jsonObject(with: Data(buffer.readableBytesView), options: .fragmentsAllowed) else {
+                throw Failure(description: "\(operation) answered with non-JSON: \(String(buffer: buffer).prefix(200))")
+            }
+            return object as? [String: Any] ?? [:]
         case .failure(let failure):
             throw Failure(description: "\(operation) failed: \(failure.summary)")
         }
