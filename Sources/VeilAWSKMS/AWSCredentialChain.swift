@@ -49,13 +49,12 @@ public final class AWSCredentialChain: AWSCredentialProvider, CustomStringConver
         // Resolution only reads variables and small files, so racing callers at worst do it twice
         // and agree; the first to finish wins.
         let resolved = try resolve()
-        let winner = chosen.withLockedValue { slot in
-            if slot == nil {
-                slot = resolved
-                logger.info("AWS credentials source chosen", metadata: ["source": "\(resolved.source)"])
-            }
-            return slot!.provider
+        let (winner, won) = chosen.withLockedValue { slot in
+            if let slot { return (slot.provider, false) }
+            slot = resolved
+            return (resolved.provider, true)
         }
+        if won { logger.info("AWS credentials source chosen", metadata: ["source": "\(resolved.source)"]) }
         return try await winner.credentials()
     }
 

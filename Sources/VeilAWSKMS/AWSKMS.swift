@@ -35,9 +35,10 @@ public final class AWSKMS: KeyManagementService, CustomStringConvertible {
         /// The largest backoff cap.
         public var maxBackoff: TimeAmount
 
-        /// Creates a configuration; the defaults suit a sidecar (KMS answers in milliseconds).
+        /// Creates a configuration; the defaults suit a sidecar (KMS answers in milliseconds) and
+        /// match the AWS SDKs' standard mode of three attempts.
         public init(
-            requestTimeout: TimeAmount = .seconds(5), maxAttempts: Int = 4,
+            requestTimeout: TimeAmount = .seconds(5), maxAttempts: Int = 3,
             initialBackoff: TimeAmount = .milliseconds(100), maxBackoff: TimeAmount = .seconds(2)
         ) {
             self.requestTimeout = requestTimeout
@@ -121,6 +122,23 @@ public final class AWSKMS: KeyManagementService, CustomStringConvertible {
             throw failure(.unavailable, reference, "Encrypt answered without a ciphertext")
         }
         return wrapped
+    }
+
+    /// Sends any KMS JSON 1.1 operation (`CreateKey`, `CreateAlias`, …), signed and retried like
+    /// the data-key calls, and returns the answer's JSON body. For administration such as the
+    /// demo creating its keys; the sidecar's own traffic goes through the methods above.
+    public func send(_ operation: String, json body: [UInt8]) async throws(AWSKMSCallError) -> [UInt8] {
+        switch await perform(operation, body: body) {
+        case .success(let buffer):
+            return Array(buffer.readableBytesView)
+        case .failure(let problem):
+            let serviceType: String?
+            switch problem {
+            case .service(_, let type, _), .exhausted(.service(_, let type, _), _): serviceType = type
+            default: serviceType = nil
+            }
+            throw AWSKMSCallError(message: problem.classify(operation: operation, region: region).1, errorType: serviceType)
+        }
     }
 
     // MARK: - Calls
@@ -230,6 +248,16 @@ public final class AWSKMS: KeyManagementService, CustomStringConvertible {
             reported = reported.filter { $0.reference != reference }
         }
     }
+}
+
+/// Why ``AWSKMS/send(_:json:)`` failed.
+public struct AWSKMSCallError: Error, Sendable, CustomStringConvertible {
+    /// Which KMS and operation, and what KMS said (or why it could not be reached).
+    public let message: String
+    /// The KMS error type (`NotFoundException`, …); nil when no answer came.
+    public let errorType: String?
+
+    public var description: String { message }
 }
 
 /// A successful JSON answer, with base64 fields decoded on demand.

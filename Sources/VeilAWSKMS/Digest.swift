@@ -18,13 +18,14 @@ enum Digest {
     }
 
     static func hmacSHA256(key: [UInt8], _ data: [UInt8]) -> [UInt8] {
+        // SigV4 keys are never empty ("AWS4" + secret, then 32-byte HMACs).
+        precondition(!key.isEmpty, "HMAC key must not be empty")
         var output = [UInt8](repeating: 0, count: byteCount)
         key.withUnsafeBytes { keyBytes in
             data.withUnsafeBytes { input in
                 var length: UInt32 = 0
-                // HMAC with a NULL key pointer means "no key"; pass a valid pointer even for empty input.
                 let result = HMAC(
-                    EVP_sha256(), keyBytes.baseAddress ?? UnsafeRawPointer(bitPattern: 1), Int32(keyBytes.count),
+                    EVP_sha256(), keyBytes.baseAddress, Int32(keyBytes.count),
                     input.baseAddress?.assumingMemoryBound(to: UInt8.self), input.count, &output, &length)
                 precondition(result != nil && length == UInt32(byteCount), "libcrypto HMAC-SHA256 failed")
             }

@@ -153,6 +153,21 @@ import VeilKMS
         #expect(lines()[1].hasPrefix("warning") && lines()[0].hasPrefix("error"))
     }
 
+    @Test func administrativeSendReportsKMSErrors() async throws {
+        let logs = CapturedLogs()
+        let (server, kms) = try await fakeKMS([.json("{\"KeyMetadata\":{}}"), Self.error("NotFoundException", "Alias alias/x is not found.")], logs: logs)
+        defer { Task { try? await server.shutdown() } }
+        #expect(try await kms.send("DescribeKey", json: Array("{}".utf8)) == Array("{\"KeyMetadata\":{}}".utf8))
+        do {
+            _ = try await kms.send("DescribeKey", json: Array("{\"KeyId\":\"alias/x\"}".utf8))
+            Issue.record("expected a KMS error")
+        } catch {
+            #expect(error.errorType == "NotFoundException")
+            #expect(error.message == "AWS KMS (us-east-1) DescribeKey refused by KMS: NotFoundException: Alias alias/x is not found.")
+        }
+        #expect(server.requests.last?.headers.first(name: "X-Amz-Target") == "TrentService.DescribeKey")
+    }
+
     @Test func endpoints() throws {
         let standard = try AWSKMSEndpoint(region: "us-east-1", custom: nil)
         #expect(standard.url == "https://kms.us-east-1.amazonaws.com/" && standard.host == "kms.us-east-1.amazonaws.com")

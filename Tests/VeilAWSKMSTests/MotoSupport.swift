@@ -44,20 +44,15 @@ enum MotoAdmin {
             sessionToken: try element("SessionToken"))
     }
 
-    /// Sends a KMS admin operation through ``AWSKMS``'s signing path and returns the JSON answer.
+    /// Sends a KMS admin operation through ``AWSKMS/send(_:json:)`` and returns the JSON answer.
     static func call(_ kms: AWSKMS, _ operation: String, _ fields: [String: Any]) async throws -> [String: Any] {
-        let body = Array(try JSONSerialization.data(withJSONObject: fields))
-        switch await kms.perform(operation, body: body) {
-        case .success(let buffer):
-            // Some operations (CreateAlias) answer with an empty body.
-            guard buffer.readableBytes > 0 else { return [:] }
-            guard let object = try? JSONSerialization.jsonObject(with: Data(buffer.readableBytesView), options: .fragmentsAllowed) else {
-                throw Failure(description: "\(operation) answered with non-JSON: \(String(buffer: buffer).prefix(200))")
-            }
-            return object as? [String: Any] ?? [:]
-        case .failure(let failure):
-            throw Failure(description: "\(operation) failed: \(failure.summary)")
+        let answer = try await kms.send(operation, json: Array(try JSONSerialization.data(withJSONObject: fields)))
+        // Some operations (CreateAlias) answer with an empty body or a bare JSON value.
+        guard !answer.isEmpty else { return [:] }
+        guard let object = try? JSONSerialization.jsonObject(with: Data(answer), options: .fragmentsAllowed) else {
+            throw Failure(description: "\(operation) answered with non-JSON: \(String(decoding: answer.prefix(200), as: UTF8.self))")
         }
+        return object as? [String: Any] ?? [:]
     }
 
     /// Creates a symmetric key and returns its ARN; with `alias`, also points `alias/NAME` at it.
