@@ -86,7 +86,8 @@ let package = Package(
         .executableTarget(
             name: "veil",
             dependencies: [
-                "VeilProxy", "VeilDemo", "VeilConfig", "VeilKMS", "VeilEnvelope",
+                "VeilProxy", "VeilDemo", "VeilAWSKMS",
+                .product(name: "AsyncHTTPClient", package: "async-http-client"), "VeilConfig", "VeilKMS", "VeilEnvelope",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "NIOCore", package: "swift-nio"),
