@@ -69,6 +69,7 @@ let package = Package(
             name: "veil-wire-bench",
             dependencies: ["VeilWire", "VeilCompression", .product(name: "NIOCore", package: "swift-nio")],
             path: "Benchmarks/WireBench",
+            exclude: ["README.md"],
             swiftSettings: strict),
 
         .testTarget(name: "VeilCompressionTests", dependencies: ["VeilCompression"], swiftSettings: strict),
