@@ -94,6 +94,14 @@ let package = Package(
                 .product(name: "NIOPosix", package: "swift-nio"),
             ],
             swiftSettings: strict),
+        // Microbenchmark of the Produce path (decode and re-encode a 1 MiB request per codec):
+        // swift run -c release veil-wire-bench
+        .executableTarget(
+            name: "veil-wire-bench",
+            dependencies: ["VeilWire", "VeilCompression", .product(name: "NIOCore", package: "swift-nio")],
+            path: "Benchmarks/WireBench",
+            exclude: ["README.md"],
+            swiftSettings: strict),
 
         .testTarget(
             name: "VeilCompressionTests", dependencies: ["VeilCompression"],
