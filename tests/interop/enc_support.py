@@ -381,9 +381,11 @@ def _errno(e) -> Optional[int]:
 
 def produce(client: str, bootstrap: str, topic: str, records: list, *, codec: str = "none",
             idempotent: bool = False, flush_every: Optional[int] = None, extra: Optional[dict] = None,
-            timeout_s: float = 60.0) -> list[Outcome]:
-    """Produces `records` (Rec with partition set) in order; returns one Outcome per record."""
+            timestamps: Optional[list] = None, timeout_s: float = 60.0) -> list[Outcome]:
+    """Produces `records` (Rec with partition set) in order, with CreateTime `timestamps` (ms) if given;
+    returns one Outcome per record."""
     extra = extra or {}
+    ts = timestamps or [None] * len(records)
     if client == "confluent":
         from confluent_kafka import Producer
 
@@ -401,7 +403,7 @@ def produce(client: str, bootstrap: str, topic: str, records: list, *, codec: st
 
         for i, r in enumerate(records):
             p.produce(topic, key=r.key, value=r.value, headers=list(r.headers) or None, partition=r.partition,
-                      on_delivery=cb(i))
+                      on_delivery=cb(i), **({"timestamp": ts[i]} if ts[i] is not None else {}))
             p.poll(0)
             if flush_every and (i + 1) % flush_every == 0:
                 p.flush(timeout_s)
@@ -421,7 +423,8 @@ def produce(client: str, bootstrap: str, topic: str, records: list, *, codec: st
         try:
             futs = []
             for i, r in enumerate(records):
-                futs.append(p.send(topic, key=r.key, value=r.value, headers=list(r.headers), partition=r.partition))
+                futs.append(p.send(topic, key=r.key, value=r.value, headers=list(r.headers), partition=r.partition,
+                                   timestamp_ms=ts[i]))
                 if flush_every and (i + 1) % flush_every == 0:
                     p.flush(timeout_s)
             p.flush(timeout_s)
@@ -451,7 +454,7 @@ def produce(client: str, bootstrap: str, topic: str, records: list, *, codec: st
                 futs = []
                 for i, r in enumerate(records):
                     futs.append(await p.send(topic, key=r.key, value=r.value, headers=list(r.headers),
-                                             partition=r.partition))
+                                             partition=r.partition, timestamp_ms=ts[i]))
                     if flush_every and (i + 1) % flush_every == 0:
                         await p.flush()
                 await p.flush()
@@ -502,6 +505,7 @@ class ConsumerSession:
                  isolation: str = "read_uncommitted", max_fetch_bytes: Optional[int] = None):
         self.client, self.topic, self.partitions = client, topic, partitions
         self.records: list[Rec] = []
+        self.timestamps: dict = {}  # (partition, offset) -> timestamp (ms) as the client reports it
         if client == "confluent":
             from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
 
@@ -553,6 +557,7 @@ class ConsumerSession:
                 return []
             if m.error():
                 raise ConsumeError(m.error().code(), str(m.error()))
+            self.timestamps[(m.partition(), m.offset())] = m.timestamp()[1]
             return [Rec(m.key(), m.value(), tuple(m.headers() or ()), m.partition(), m.offset())]
         if self.client == "kafka-python":
             from kafka.errors import KafkaError
@@ -561,16 +566,22 @@ class ConsumerSession:
                 batches = self.c.poll(timeout_ms=200)
             except KafkaError as e:
                 raise ConsumeError(_errno(e), repr(e)) from e
-            return [Rec(m.key, m.value, tuple((k, v) for k, v in m.headers), m.partition, m.offset)
-                    for msgs in batches.values() for m in msgs]
+            return self._recs(batches)
         from aiokafka.errors import KafkaError
 
         try:
             batches = self.loop.run_until_complete(asyncio.wait_for(self.c.getmany(timeout_ms=200), 30))
         except KafkaError as e:
             raise ConsumeError(_errno(e), repr(e)) from e
-        return [Rec(m.key, m.value, tuple((k, v) for k, v in m.headers), m.partition, m.offset)
-                for msgs in batches.values() for m in msgs]
+        return self._recs(batches)
+
+    def _recs(self, batches) -> list[Rec]:
+        out = []
+        for msgs in batches.values():
+            for m in msgs:
+                self.timestamps[(m.partition, m.offset)] = m.timestamp
+                out.append(Rec(m.key, m.value, tuple((k, v) for k, v in m.headers), m.partition, m.offset))
+        return out
 
     def poll_until(self, done: Callable[[list], bool], timeout_s: float) -> list[Rec]:
         deadline = time.monotonic() + timeout_s
@@ -608,7 +619,9 @@ def ends_seen(partitions) -> Callable[[list], bool]:
 
 
 def consume_to_end(client: str, bootstrap: str, topic: str, partitions: list, *, timeout_s: float = 30.0,
-                   **kw) -> list[Rec]:
-    """Consumes from the beginning until every partition's END_KEY tombstone arrived (or times out)."""
+                   with_timestamps: bool = False, **kw):
+    """Consumes from the beginning until every partition's END_KEY tombstone arrived (or times out).
+    Returns the records, or (records, {(partition, offset): timestamp}) with `with_timestamps`."""
     with ConsumerSession(client, bootstrap, topic, partitions, **kw) as s:
-        return s.poll_until(ends_seen(partitions), timeout_s)
+        recs = s.poll_until(ends_seen(partitions), timeout_s)
+        return (recs, dict(s.timestamps)) if with_timestamps else recs

@@ -24,6 +24,8 @@ the same way and the test xfails with the observation printed.
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import json
 import os
 import random
@@ -109,6 +111,9 @@ class Env(EncEnv):
         if name == "owner-rotating":
             cfg = owner_config(self, self.keyrings["owner-finance"], self.keyrings["owner-sales"],
                                dek={"max_encryptions": 10, "max_age_seconds": 3600})
+        elif name == "owner-aging":
+            cfg = owner_config(self, self.keyrings["owner-finance"], self.keyrings["owner-sales"],
+                               dek={"max_encryptions": 1000, "max_age_seconds": 1})
         elif name == "owner-nosales":
             # The sales KMS's keyring exists but does not hold department-key.
             ring = self.keyring("owner-nosales", "owner", {"other-key": os.urandom(32)})
@@ -179,6 +184,8 @@ class Workload:
         marker = f"{dept.upper()}-SECRET-{self.run}-{i:03d}"
         if compressible:
             filler = (f"quarterly figures for {dept} " * (size // 20 + 1))[:size]
+        elif size > 100_000:
+            filler = base64.b64encode(self.rng.randbytes(size)).decode()[:size]
         else:
             filler = "".join(self.rng.choice("abcdefghijklmnopqrstuvwxyz0123456789 ") for _ in range(size))
         value = json.dumps({"department": dept, "data": f"{marker} {filler}"}).encode()
@@ -212,12 +219,13 @@ def check_acks(outcomes, records) -> dict:
 
 
 def view(records, pos, visible) -> dict:
-    """{(partition, offset): (key, value)} of records `visible(index)` selects, with the value it must show."""
+    """{(partition, offset): (key, value, headers)} of the records `visible(index)` selects (True, or the
+    value the consumer must see instead)."""
     out = {}
     for i, r in enumerate(records):
         v = visible(i)
         if v is not False:
-            out[pos[i]] = (r.key, r.value if v is True else v)
+            out[pos[i]] = (r.key, r.value if v is True else v, tuple(tuple(h) for h in r.headers))
     return out
 
 
@@ -225,7 +233,7 @@ def got_view(recs) -> dict:
     out = {}
     for r in recs:
         assert (r.partition, r.offset) not in out, f"record {r.partition}/{r.offset} delivered twice"
-        out[(r.partition, r.offset)] = (r.key, r.value)
+        out[(r.partition, r.offset)] = (r.key, r.value, tuple(tuple(h) for h in r.headers))
     return out
 
 
@@ -235,8 +243,8 @@ def assert_view(who: str, got: dict, want: dict):
     missing = sorted(set(want) - set(got))
     extra = sorted(set(got) - set(want))
     wrong = sorted(k for k in set(got) & set(want) if got[k] != want[k])
-    got_values = sorted(v for _, v in got.values() if v is not None)
-    want_values = sorted(v for _, v in want.values() if v is not None)
+    got_values = sorted(v for _, v, _ in got.values() if v is not None)
+    want_values = sorted(v for _, v, _ in want.values() if v is not None)
     detail = [f"{who}: received {len(got)} records, expected {len(want)}",
               f"value sets equal: {got_values == want_values}"]
     if missing:
@@ -365,25 +373,55 @@ def test_isolation(env, client):
     w.tombstone(2, b"tomb-mixed")
     w.end([0, 1, 2])
     assert any(len(v) > 4096 for v in w.plain.values())
+    stamps = [1_600_000_000_000 + ((i * 7919) % 97) * 1000 + i for i in range(len(w.records))]  # not monotonic
 
-    pos = check_acks(produce(client, env.owner.bootstrap, topic, w.records), w.records)
+    pos = check_acks(produce(client, env.owner.bootstrap, topic, w.records, timestamps=stamps), w.records)
 
     stored = read_broker(env, topic, [0, 1, 2])
     assert_no_plaintext(stored, w.markers, "isolation")
     for where, log in stored.items():
         assert_stored_encrypted(log, where, w, pos)
+    want_ts = {pos[i]: t for i, t in enumerate(stamps)}
+    stored_ts = {(int(k.rsplit("/", 1)[1]), r.offset): r.timestamp for k, log in stored.items() for r in log.records}
+    assert stored_ts == want_ts, "stored timestamps differ from the producer's CreateTime"
 
     for dept in DEPTS:
-        got = consume_to_end(client, env.consumer(dept).bootstrap, topic, [0, 1, 2])
+        got, ts = consume_to_end(client, env.consumer(dept).bootstrap, topic, [0, 1, 2], with_timestamps=True)
         want = view(w.records, pos, lambda i: w.dept(i) in (None, dept))
         assert_view(f"{dept} consumer ({client})", got_view(got), want)
         n_plain = sum(1 for r in got if r.value is not None)
         assert n_plain == sum(1 for i in w.plain if w.dept(i) == dept)
+        assert ts == {k: want_ts[k] for k in want}, f"{dept} consumer: timestamps differ from the producer's"
 
     # The same client library reading the broker directly sees only envelopes.
     direct = consume_to_end(client, env.broker, topic, [0, 1, 2])
     stored_values = {(int(k.rsplit("/", 1)[1]), r.offset): r.value for k, log in stored.items() for r in log.records}
     assert {(r.partition, r.offset): r.value for r in direct} == stored_values
+
+
+def test_large_record(env, client):
+    """A 3 MiB record (the seed capped payloads at 4 KB): finance gets it intact, sales never, broker ciphertext."""
+    run = tag()
+    topic = f"de-big-{run}"
+    env.create_topic(topic, 1)
+    w = Workload(run)
+    big = w.add("finance", 0, size=3 << 20)
+    w.add("sales", 0)
+    w.end([0])
+    digest = hashlib.sha256(w.plain[big]).hexdigest()
+    pos = check_acks(produce(client, env.owner.bootstrap, topic, w.records), w.records)
+    log = raw_fetch(env.broker_port, topic, 0, max_bytes=16 << 20)
+    assert_no_plaintext({topic: log}, w.markers, "large record")
+    assert_stored_encrypted(log, f"{topic}/0", w, pos)
+    for dept in DEPTS:
+        got = consume_to_end(client, env.consumer(dept).bootstrap, topic, [0], max_fetch_bytes=16 << 20)
+        summary = {(r.partition, r.offset): (r.key, hashlib.sha256(r.value).hexdigest() if r.value else None)
+                   for r in got}
+        want = {pos[i]: (r.key, hashlib.sha256(r.value).hexdigest() if r.value else None)
+                for i, r in enumerate(w.records) if w.dept(i) in (None, dept)}
+        assert summary == want, f"{dept} consumer: {summary}, expected {want}"
+        if dept == "finance":
+            assert summary[pos[big]][1] == digest
 
 
 # --------------------------------------------------------------------------
@@ -535,12 +573,17 @@ def test_codec_idempotent(env, client, codec):
             f"idempotent produce fails directly ({direct_err}) but through Veil: {veil_err or 'it succeeds'}"
     idempotent = direct_err is None
 
+    stamps = [1_700_000_000_000 - i * 1000 for i in range(len(w.records))]  # decreasing
     pos = check_acks(produce(client, env.owner.bootstrap, topic, w.records, codec=codec, idempotent=idempotent,
-                             flush_every=6), w.records)
+                             flush_every=6, timestamps=stamps), w.records)
+    want_ts = {pos[i]: t for i, t in enumerate(stamps)}
     stored = read_broker(env, topic, [0, 1])
     assert_no_plaintext(stored, w.markers, codec)
     for where, log in stored.items():
         assert_stored_encrypted(log, where, w, pos, codec=codec)
+        p = int(where.rsplit("/", 1)[1])
+        assert {(p, r.offset): r.timestamp for r in log.records} == {k: t for k, t in want_ts.items() if k[0] == p}, \
+            f"{where}: stored timestamps differ from the producer's CreateTime"
         if idempotent:
             seq = 0
             for b in log.batches:
@@ -550,9 +593,10 @@ def test_codec_idempotent(env, client, codec):
                                                f"{b.base_sequence}, expected {seq}"
                 seq += b.count
     for dept in DEPTS:
-        got = consume_to_end(client, env.consumer(dept).bootstrap, topic, [0, 1])
-        assert_view(f"{dept} consumer, {codec} ({client})", got_view(got),
-                    view(w.records, pos, lambda i: w.dept(i) in (None, dept)))
+        got, ts = consume_to_end(client, env.consumer(dept).bootstrap, topic, [0, 1], with_timestamps=True)
+        want = view(w.records, pos, lambda i: w.dept(i) in (None, dept))
+        assert_view(f"{dept} consumer, {codec} ({client})", got_view(got), want)
+        assert ts == {k: want_ts[k] for k in want}, f"{dept} consumer: timestamps differ from the producer's"
     if not idempotent:
         pytest.xfail(f"broker limitation: {AIOKAFKA_INIT_PID}; observed directly: {direct_err}; Veil fails the "
                      f"same way; the {codec} round trip through encryption passed without idempotence")
@@ -734,6 +778,30 @@ def test_dek_rotation(env, client):
     log = raw_fetch(env.broker_port, topic, 0)
     assert_no_plaintext({topic: log}, w.markers, "rotation")
     check_rotation(env, client, topic, log, w, pos)
+
+
+def test_dek_rotation_by_age(env):
+    """max_age_seconds 1: a record sealed after the DEK's age carries a new wrapped DEK; both decrypt."""
+    client = "confluent"
+    owner = env.extra_owner("owner-aging")
+    run = tag()
+    topic = f"de-age-{run}"
+    env.create_topic(topic, 1)
+    w = Workload(run)
+    first = [w.add("finance", 0), w.add("finance", 0)]
+    out1 = produce(client, owner.bootstrap, topic, [w.records[i] for i in first])
+    time.sleep(1.6)
+    second = [w.add("finance", 0)]
+    w.end([0])
+    out2 = produce(client, owner.bootstrap, topic, w.records[len(first):])
+    pos = check_acks(out1 + out2, w.records)
+    log = raw_fetch(env.broker_port, topic, 0)
+    by_off = log.by_offset()
+    deks = [parse_envelope(by_off[pos[i][1]].value).wrapped for i in first + second]
+    assert deks[0] == deks[1], "two records sealed together within the DEK's age used different DEKs"
+    assert deks[2] != deks[0], "a record sealed after max_age_seconds reused the old DEK"
+    got = consume_to_end(client, env.finance.bootstrap, topic, [0])
+    assert_view("finance consumer after rotation by age", got_view(got), view(w.records, pos, lambda i: True))
 
 
 @pytest.mark.xfail(strict=True, reason=(
