@@ -17,6 +17,7 @@ import json
 import os
 import socket
 import struct
+import subprocess
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -38,22 +39,28 @@ INVALID_RECORD = 87
 
 
 # --------------------------------------------------------------------------
-# Keyrings
+# Keyrings, made with `veil keys` (docs/CONFIGURATION.md); material read back per docs/FORMAT.md
 # --------------------------------------------------------------------------
 
 
-def write_keyring(path: Path, identity: str, keys: dict[str, bytes]):
-    """Writes a keyring file (docs/FORMAT.md section 2) with mode 0600."""
-    doc = {
-        "format": "veil-keyring",
-        "identity": identity,
-        "keys": [{"algorithm": "AES-256", "created": int(time.time()), "id": kid,
-                  "material": base64.b64encode(material).decode()} for kid, material in keys.items()],
-        "version": 1,
-    }
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(fd, "w") as f:
-        json.dump(doc, f, indent=2)
+def veil_keys(*args: str) -> str:
+    binary = veil_binary()
+    if binary is None:
+        raise RuntimeError("veil binary not found (set VEIL_BIN, or build .build/release/veil)")
+    r = subprocess.run([str(binary), "keys", *args], capture_output=True, text=True, timeout=30)
+    if r.returncode != 0:
+        raise RuntimeError(f"veil keys {' '.join(args)} exited {r.returncode}: {r.stdout}{r.stderr}")
+    return r.stdout
+
+
+def keyring_material(path: Path, key_id: str) -> bytes:
+    """A key's 32 bytes from a keyring file (format per docs/FORMAT.md section 2)."""
+    doc = json.loads(path.read_text())
+    assert doc["format"] == "veil-keyring" and doc["version"] == 1, f"{path}: not a version-1 veil keyring"
+    (entry,) = [k for k in doc["keys"] if k["id"] == key_id]
+    material = base64.b64decode(entry["material"])
+    assert len(material) == 32
+    return material
 
 
 # --------------------------------------------------------------------------
@@ -100,6 +107,26 @@ def parse_envelope(v: bytes) -> Envelope:
     if len(v) < pos + 16:
         raise ValueError("envelope shorter than its header and tag")
     return Envelope(version, flags, kms, key_id, wrapped, nonce, v[pos:len(v) - 16], v[len(v) - 16:], pos)
+
+
+def seal_envelope(kek: bytes, kms: str, key_id: str, topic: Optional[str], plaintext: bytes, *,
+                  dek: Optional[bytes] = None, counter: int = 0) -> bytes:
+    """An envelope made independently of Veil (Python's `cryptography`), per docs/FORMAT.md:
+    a fresh DEK (or `dek`) wrapped under `kek` by the local-keyring scheme, whole-value AAD."""
+    from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+    dek = dek or os.urandom(32)
+    k, i = kms.encode(), key_id.encode()
+    wrap_nonce = os.urandom(12)
+    wrap_aad = b"\x01" + bytes([len(k)]) + k + struct.pack(">H", len(i)) + i
+    wrapped = b"\x01" + wrap_nonce + AESGCM(kek).encrypt(wrap_nonce, dek, wrap_aad)
+    nonce = os.urandom(4) + struct.pack(">Q", counter)
+    header = (MAGIC + b"\x01" + (b"\x01" if topic is not None else b"\x00") + bytes([len(k)]) + k
+              + struct.pack(">H", len(i)) + i + struct.pack(">H", len(wrapped)) + wrapped + nonce)
+    aad = header + struct.pack(">H", 0)
+    if topic is not None:
+        aad += struct.pack(">H", len(topic.encode())) + topic.encode()
+    return header + AESGCM(dek).encrypt(nonce, plaintext, aad)
 
 
 def envelope_overhead(env: Envelope) -> int:
@@ -285,7 +312,6 @@ class EncEnv:
         self.dir = workdir
         self.procs: list[Proc] = []
         self.sidecars: dict[str, Sidecar] = {}
-        self.kek = {"finance": os.urandom(32), "sales": os.urandom(32)}
         self.keyrings: dict[str, Path] = {}
 
     # ---- broker
@@ -314,9 +340,16 @@ class EncEnv:
         return f"127.0.0.1:{self.broker_port}"
 
     # ---- keyrings
-    def keyring(self, name: str, identity: str, keys: dict[str, bytes]) -> Path:
+    def create_keyring(self, name: str, identity: str, key_id: str) -> Path:
         path = self.dir / f"{name}.keyring"
-        write_keyring(path, identity, keys)
+        veil_keys("create", "--keyring", str(path), "--key", key_id, "--identity", identity)
+        self.keyrings[name] = path
+        return path
+
+    def grant_keyring(self, source: str, name: str, identity: str, key_id: str) -> Path:
+        path = self.dir / f"{name}.keyring"
+        veil_keys("grant", "--from", str(self.keyrings[source]), "--to", str(path), "--key", key_id,
+                  "--identity", identity)
         self.keyrings[name] = path
         return path
 
