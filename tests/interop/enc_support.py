@@ -311,6 +311,7 @@ class EncEnv:
     def __init__(self, workdir: Path):
         self.dir = workdir
         self.procs: list[Proc] = []
+        self.stopped: list[Proc] = []  # stopped on purpose by a test
         self.sidecars: dict[str, Sidecar] = {}
         self.keyrings: dict[str, Path] = {}
 
@@ -376,8 +377,15 @@ class EncEnv:
         for p in reversed(self.procs):
             p.stop()
 
+    def stop_sidecar(self, sc: Sidecar):
+        """Stops a sidecar on purpose (SIGTERM, then SIGKILL after 5 s), so it is not reported as dead."""
+        sc.proc.stop()
+        self.procs.remove(sc.proc)
+        self.stopped.append(sc.proc)
+
     def dead(self) -> list[Proc]:
-        return [p for p in self.procs if not p.alive() and p.popen.returncode not in (0, -15)]
+        """Processes that exited although nothing stopped them (sidecars and the broker never exit)."""
+        return [p for p in self.procs if not p.alive()]
 
     def tails(self) -> str:
         out = []
@@ -585,13 +593,14 @@ class ConsumerSession:
 
     def _poll_once(self) -> list[Rec]:
         if self.client == "confluent":
-            m = self.c.poll(0.2)
-            if m is None:
-                return []
-            if m.error():
-                raise ConsumeError(m.error().code(), str(m.error()))
-            self.timestamps[(m.partition(), m.offset())] = m.timestamp()[1]
-            return [Rec(m.key(), m.value(), tuple(m.headers() or ()), m.partition(), m.offset())]
+            out = []
+            for m in self.c.consume(num_messages=1000, timeout=0.2):
+                if m.error():
+                    self.records.extend(out)  # what arrived before the error still counts
+                    raise ConsumeError(m.error().code(), str(m.error()))
+                self.timestamps[(m.partition(), m.offset())] = m.timestamp()[1]
+                out.append(Rec(m.key(), m.value(), tuple(m.headers() or ()), m.partition(), m.offset()))
+            return out
         if self.client == "kafka-python":
             from kafka.errors import KafkaError
 
@@ -646,9 +655,17 @@ class ConsumerSession:
 
 
 def ends_seen(partitions) -> Callable[[list], bool]:
-    """Done when the END_KEY tombstone of every partition has arrived."""
-    want = set(partitions)
-    return lambda recs: want <= {r.partition for r in recs if r.key == END_KEY and r.value is None}
+    """Done when the END_KEY tombstone of every partition has arrived (looks at new records only)."""
+    want, seen, cursor = set(partitions), set(), [0]
+
+    def done(recs: list) -> bool:
+        for r in recs[cursor[0]:]:
+            if r.key == END_KEY and r.value is None:
+                seen.add(r.partition)
+        cursor[0] = len(recs)
+        return want <= seen
+
+    return done
 
 
 def consume_to_end(client: str, bootstrap: str, topic: str, partitions: list, *, timeout_s: float = 30.0,
