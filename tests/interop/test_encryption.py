@@ -1181,3 +1181,99 @@ def test_veil_demo(tmp_path):
     for role in ("finance", "sales"):
         assert kms[role]["decrypted"] > 0 and kms[role]["unwrap"] <= deks, \
             f"{role}: {kms[role]['unwrap']} unwrap calls for {kms[role]['decrypted']} records and {deks} data keys"
+
+
+def test_veil_demo_serve(tmp_path):
+    """`veil demo --serve` keeps the broker and sidecars up and prints their endpoints: a client of our own
+    reads only finance plaintext through the finance endpoint and only envelopes from the broker; an
+    interrupt stops the demo and its broker."""
+    binary = veil_binary()
+    assert binary is not None, "veil binary not found"
+    listed, _ = _demo_listed(binary)
+    if not listed:
+        pytest.skip(f"veil demo not available in {binary} (`veil --help` lists no demo subcommand)")
+    log = tmp_path / "demo-serve.log"
+    with open(log, "wb") as f:
+        proc = subprocess.Popen([str(binary), "demo", "--serve", "--dir", str(tmp_path / "demo")], stdout=f,
+                                stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True,
+                                cwd=tmp_path, env=os.environ | {"VEIL_TANSU": tansu_binary()})
+    broker_port = None
+    try:
+        deadline = time.monotonic() + 120
+        while "Serving until interrupted" not in log.read_text(errors="replace"):
+            assert proc.poll() is None, f"veil demo --serve exited with {proc.returncode}:\n{log.read_text()[-3000:]}"
+            assert time.monotonic() < deadline, f"veil demo --serve did not start serving:\n{log.read_text()[-3000:]}"
+            time.sleep(0.2)
+        output = log.read_text(errors="replace")
+        ports = {m[0]: int(m[1]) for m in re.findall(r"^(broker|owner|finance|sales) 127\.0\.0\.1:(\d+)", output, re.M)}
+        assert set(ports) == {"broker", "owner", "finance", "sales"}, f"endpoints printed: {ports}"
+        broker_port = ports["broker"]
+        topic = "department-events"
+        stored = {p: raw_fetch(broker_port, topic, p) for p in range(3)}
+        kms_of = [parse_envelope(r.value).kms for part in stored.values() for r in part.records if r.value]
+        assert kms_of and set(kms_of) <= set(DEPTS), f"broker holds values other than envelopes: {set(kms_of)}"
+        want = kms_of.count("finance")
+        with ConsumerSession("confluent", f"127.0.0.1:{ports['finance']}", topic, [0, 1, 2]) as s:
+            s.poll_until(lambda recs: len(recs) >= want, 30)
+            s.poll_for(1.0)  # nothing more may arrive
+        depts = [json.loads(r.value)["department"] for r in s.records if r.value is not None]
+        assert depts == ["finance"] * want, f"finance endpoint delivered {len(depts)} records: {sorted(set(depts))}"
+    finally:
+        if proc.poll() is None:
+            os.kill(proc.pid, signal.SIGINT)
+            try:
+                proc.wait(30)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait(5)
+        left = _pids_with_arg(f"tcp://127.0.0.1:{broker_port} ") if broker_port else []
+        for pid in left:  # the demo's own broker, started under this test
+            os.kill(pid, signal.SIGKILL)
+    assert proc.returncode == 0, f"veil demo --serve exited {proc.returncode} on SIGINT:\n{log.read_text()[-2000:]}"
+    assert not left, f"veil demo --serve left its broker running after SIGINT (pids {left})"
+
+
+@pytest.mark.xfail(strict=True, reason=(
+    "Veil bug (veil demo): interrupting the scenario (SIGINT to its process group, or SIGTERM) ends the demo "
+    "without stopping its Tansu broker, which runs in its own session (Foundation Process: pgid == its pid), "
+    "so the broker is left running; Sources/veil/Demo.swift only handles signals in --serve. Also seen: a few "
+    "seconds into a long scenario SIGINT/SIGQUIT are ignored (SigIgn 0x1006), so Ctrl-C does nothing"))
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
+def test_veil_demo_interrupted_stops_its_broker(tmp_path, sig):
+    """Interrupting `veil demo` mid-scenario (to its process group, as a terminal does) ends it within 15 s
+    and leaves no broker running."""
+    binary = veil_binary()
+    assert binary is not None, "veil binary not found"
+    if not _demo_listed(binary)[0]:
+        pytest.skip(f"veil demo not available in {binary} (`veil --help` lists no demo subcommand)")
+    log = tmp_path / "demo-int.log"
+    with open(log, "wb") as f:
+        proc = subprocess.Popen([str(binary), "demo", "--records", "3000", "--dir", str(tmp_path / "demo")],
+                                stdout=f, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                start_new_session=True, cwd=tmp_path,
+                                env=os.environ | {"VEIL_TANSU": tansu_binary()})
+    broker = None
+    try:
+        deadline = time.monotonic() + 60
+        while not re.search(r"^sales 127\.0\.0\.1:\d+", log.read_text(errors="replace"), re.M):
+            assert proc.poll() is None and time.monotonic() < deadline, log.read_text()[-2000:]
+            time.sleep(0.1)
+        broker = re.search(r"^broker 127\.0\.0\.1:(\d+)", log.read_text(), re.M).group(1)
+        time.sleep(1.0)
+        assert proc.poll() is None, "the scenario ended before it could be interrupted"
+        os.killpg(proc.pid, sig)
+        try:
+            proc.wait(15)
+            stopped = True
+        except subprocess.TimeoutExpired:
+            stopped = False
+        time.sleep(1.0)
+        left = _pids_with_arg(f"tcp://127.0.0.1:{broker} ")
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(5)
+        for pid in _pids_with_arg(f"tcp://127.0.0.1:{broker} ") if broker else []:
+            os.kill(pid, signal.SIGKILL)  # the demo's own broker, started under this test
+    assert stopped, f"veil demo still running 15 s after {sig.name}"
+    assert not left, f"veil demo ended on {sig.name} but left its broker running (pids {left})"
