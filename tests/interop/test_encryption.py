@@ -974,7 +974,7 @@ def test_tampering(env, client):
     for rule, topic in topics.items():
         e = envelopes[rule]
         h = parse_envelope(e).header_len
-        wrapped_at = h - 12 - 30
+        wrapped_at = h - 12 - 30  # inside the 61-byte wrapped DEK, which ends where the 12-byte nonce starts
         tampered = {
             b"t-ciphertext": flip(e, h + 3),
             b"t-tag": flip(e, len(e) - 1),
@@ -989,8 +989,8 @@ def test_tampering(env, client):
         tail = Workload(f"{run}-{rule}-tail")
         tail.add("finance", 0, key=b"legit-3")
         tail.end([0])
-        check_acks_from = produce(client, env.owner.bootstrap, topic, tail.records)
-        assert all(o.ok for o in check_acks_from), check_acks_from
+        tail_out = produce(client, env.owner.bootstrap, topic, tail.records)
+        assert all(o.ok for o in tail_out), tail_out
         w[rule].tampered = tampered
         w[rule].tail = tail
 
