@@ -22,7 +22,9 @@ struct FetchDecryption {
         case keep
         case open(EnvelopeHeader)
         /// The reason is for reading code and debugging; it is never sent to the client.
-        case deny(reason: String)
+        /// `storedIsPlaintext` marks a refused plaintext record: the `ciphertext` rule has
+        /// no ciphertext to hand over for it, so it is dropped instead.
+        case deny(reason: String, storedIsPlaintext: Bool = false)
     }
 
     struct PlannedBatch {
@@ -100,7 +102,7 @@ struct FetchDecryption {
             if policy.requireEncrypted {
                 counters.plaintextRefused.add(1, ordering: .relaxed)
                 log.warning("plaintext:\(topic)", "topic \(topic): plaintext record refused (require_encrypted); possible injection")
-                return .deny(reason: "plaintext on an encrypted topic")
+                return .deny(reason: "plaintext on an encrypted topic", storedIsPlaintext: true)
             }
             return .keep
         }
@@ -131,24 +133,28 @@ struct FetchDecryption {
                 }
                 var keep: [Record] = []
                 keep.reserveCapacity(batch.records.count)
+                // Plaintexts go into one buffer, sliced only once all are written, so the
+                // buffer is never shared while it grows (which would copy it per record).
                 var plaintext = ByteBuffer()
+                plaintext.reserveCapacity(entry.bytes.readableBytes * 2)
+                var opened: [(keepIndex: Int, start: Int, length: Int)] = []
                 var batchChanged = false
                 for (record, verdict) in zip(batch.records, verdicts) {
+                    var storedIsPlaintext = false
                     switch verdict {
                     case .keep:
                         keep.append(record)
                         continue
-                    case .deny:
-                        break
+                    case .deny(_, let plaintext):
+                        storedIsPlaintext = plaintext
                     case .open(let header):
                         if case .hit(let key) = unwrapped.lookup(header.keyID) {
                             let start = plaintext.writerIndex
                             do {
                                 try decryptor.open(record.value!, header: header, key: key, topic: plan.topic,
                                                    fieldPath: Envelope.wholeValue, into: &plaintext)
-                                var r = record
-                                r.value = plaintext.getSlice(at: start, length: plaintext.writerIndex - start)
-                                keep.append(r)
+                                opened.append((keep.count, start, plaintext.writerIndex - start))
+                                keep.append(record)
                                 batchChanged = true
                                 counters.decrypted.add(1, ordering: .relaxed)
                                 continue
@@ -169,7 +175,7 @@ struct FetchDecryption {
                         keep.append(r)
                         batchChanged = true
                     case .ciphertext:
-                        keep.append(record)
+                        if storedIsPlaintext { batchChanged = true } else { keep.append(record) }
                     case .error:
                         partitionError = true
                         keep.append(record)
@@ -179,6 +185,7 @@ struct FetchDecryption {
                     records.writeImmutableBuffer(entry.bytes)
                     continue
                 }
+                for o in opened { keep[o.keepIndex].value = plaintext.getSlice(at: o.start, length: o.length) }
                 // Offsets, producer state and timestamps stay; a batch whose records were all
                 // dropped keeps its header, so consumers still advance past its offsets.
                 batch.records = keep

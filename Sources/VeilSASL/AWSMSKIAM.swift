@@ -1,5 +1,9 @@
-/// AWS credentials for signing. The secret key and session token are never logged.
-public struct AWSCredentials: Sendable {
+/// AWS credentials for signing. Printing one shows the key id only, so the secret key and
+/// session token can't reach a log by accident.
+public struct SigningCredentials: Sendable, CustomStringConvertible, CustomReflectable {
+    public var description: String { "SigningCredentials(\(accessKeyId), secret redacted)" }
+    public var customMirror: Mirror { Mirror(self, children: ["accessKeyId": accessKeyId]) }
+
     public var accessKeyId: String
     public var secretAccessKey: String
     public var sessionToken: String?
@@ -12,24 +16,26 @@ public struct AWSCredentials: Sendable {
 
     /// Reads `AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY` and optionally `AWS_SESSION_TOKEN`.
     ///
-    /// Integration point: the AWS KMS backend's credential chain (profiles, container and
-    /// instance roles) should replace this once it exists, so both sign with the same identity.
-    public static func fromEnvironment(_ environment: [String: String]) throws(SaslError) -> AWSCredentials {
+    /// Integration point: VeilAWSKMS's `AWSCredentialChain` (environment, profile, ECS task
+    /// role) should replace this, so KMS calls and MSK IAM sign as the same principal. Its
+    /// `credentials()` is async, so the upstream SASL factory would resolve credentials
+    /// before the connection is opened rather than inside it.
+    public static func fromEnvironment(_ environment: [String: String]) throws(SaslError) -> SigningCredentials {
         guard let id = environment["AWS_ACCESS_KEY_ID"], !id.isEmpty,
               let secret = environment["AWS_SECRET_ACCESS_KEY"], !secret.isEmpty
         else { throw SaslError("AWS_MSK_IAM needs AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY in the environment") }
         let token = environment["AWS_SESSION_TOKEN"].flatMap { $0.isEmpty ? nil : $0 }
-        return AWSCredentials(accessKeyId: id, secretAccessKey: secret, sessionToken: token)
+        return SigningCredentials(accessKeyId: id, secretAccessKey: secret, sessionToken: token)
     }
 }
 
 /// AWS Signature Version 4 for a query-string-signed ("presigned") GET request.
 public struct SigV4QuerySigner: Sendable {
-    public var credentials: AWSCredentials
+    public var credentials: SigningCredentials
     public var region: String
     public var service: String
 
-    public init(credentials: AWSCredentials, region: String, service: String) {
+    public init(credentials: SigningCredentials, region: String, service: String) {
         self.credentials = credentials
         self.region = region
         self.service = service
@@ -91,7 +97,7 @@ public struct MSKIAMClient: SaslClientExchange {
     public static let expirySeconds = 900
 
     /// `host` is the broker's host name as dialled (no port).
-    public init(credentials: AWSCredentials, region: String, host: String, epochSeconds: Int64, userAgent: String = "veil") {
+    public init(credentials: SigningCredentials, region: String, host: String, epochSeconds: Int64, userAgent: String = "veil") {
         self.signer = SigV4QuerySigner(credentials: credentials, region: region, service: "kafka-cluster")
         self.host = host
         self.epochSeconds = epochSeconds

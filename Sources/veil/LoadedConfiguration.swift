@@ -14,6 +14,8 @@ struct LoadedConfiguration {
     var security: UpstreamSecurity = .none
     var listenerTLS: NIOSSLContext?
     var gateway: GatewayAuthentication?
+    /// Present when topic policies are configured (sidecar mode): for the counts logged at shutdown.
+    var encryption: (filter: RecordEncryption, kms: CountingKMS)?
 
     static func load(path: String?, listen: String?, upstream: String?, logger: Logger) throws -> LoadedConfiguration {
         var configuration: VeilConfiguration
@@ -36,7 +38,7 @@ struct LoadedConfiguration {
             advertisedHost: configuration.advertisedHost, brokerPorts: configuration.brokerPorts.ports,
             maxFrameBytes: configuration.maxFrameBytes)
         var loaded = LoadedConfiguration(configuration: configuration, settings: settings, filters: .passThrough)
-        let kms = configuration.topics.isEmpty ? nil : CountingKMS(try KMSSet.registry(for: configuration))
+        let kms = configuration.topics.isEmpty ? nil : CountingKMS(try KMSSet.registry(for: configuration, logger: logger))
         if let gateway = configuration.gateway {
             // One record filter per identity: same topic policies and KMSes, its own grants.
             var filters: [String: ExchangeFilters] = [:]
@@ -61,8 +63,10 @@ struct LoadedConfiguration {
                 try users.validate(against: gateway, path: "gateway.users_file")
             }
             loaded.gateway = GatewayAuthentication(configuration: gateway, users: users, filters: filters)
-        } else if !configuration.topics.isEmpty, let kms {
-            loaded.filters = ExchangeFilters(records: try RecordEncryption(configuration: configuration, kms: kms, logger: logger))
+        } else if let kms {
+            let filter = try RecordEncryption(configuration: configuration, kms: kms, logger: logger)
+            loaded.filters = ExchangeFilters(records: filter)
+            loaded.encryption = (filter, kms)
         }
         if let tls = configuration.listenerTLS {
             loaded.listenerTLS = try ListenerTLSContext.make(tls, requireClientCertificate: configuration.gateway?.usersFile == nil)
@@ -93,13 +97,13 @@ struct LoadedConfiguration {
                 throw ConfigurationError(path: "upstream.sasl.region", problem: "AWS_MSK_IAM needs a region: set region or AWS_REGION")
             }
             do {
-                _ = try AWSCredentials.fromEnvironment(environment)
+                _ = try SigningCredentials.fromEnvironment(environment)
             } catch {
                 throw ConfigurationError(path: "upstream.sasl", problem: "\(error)")
             }
             // Credentials are read per connection, so rotated temporary credentials are picked up.
             security.sasl = { broker throws(SaslError) in
-                let credentials = try AWSCredentials.fromEnvironment(ProcessInfo.processInfo.environment)
+                let credentials = try SigningCredentials.fromEnvironment(ProcessInfo.processInfo.environment)
                 return MSKIAMClient(credentials: credentials, region: region, host: broker.host,
                                     epochSeconds: Int64(Date().timeIntervalSince1970))
             }

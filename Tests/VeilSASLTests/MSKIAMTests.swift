@@ -5,7 +5,7 @@ import VeilSASL
 /// mechanism's public description by an independent Python implementation
 /// (tests/sasl/msk_iam_reference.py, hashlib/hmac only) and is written out in docs/SECURITY.md.
 @Suite struct MSKIAMTests {
-    let credentials = AWSCredentials(
+    let credentials = SigningCredentials(
         accessKeyId: "AKIAIOSFODNN7EXAMPLE", secretAccessKey: "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY",
         sessionToken: "FwoGZXIvYXdzEXAMPLE/token+with=chars")
     let host = "b-1.demo.abc123.c2.kafka.us-east-1.amazonaws.com"
@@ -40,15 +40,21 @@ import VeilSASL
 
     @Test func withoutSessionTokenTheTokenIsLeftOut() {
         let client = MSKIAMClient(
-            credentials: AWSCredentials(accessKeyId: "AKID", secretAccessKey: "secret"), region: "eu-west-1", host: "b", epochSeconds: 0)
+            credentials: SigningCredentials(accessKeyId: "AKID", secretAccessKey: "secret"), region: "eu-west-1", host: "b", epochSeconds: 0)
         let payload = client.payload()
         #expect(!payload.contains("security-token"))
         #expect(payload.contains(#""x-amz-date":"19700101T000000Z""#))
     }
 
+    @Test func printedCredentialsHideTheSecrets() {
+        for text in ["\(credentials)", String(reflecting: credentials), "\(Mirror(reflecting: credentials).children.map { "\($0.value)" })"] {
+            #expect(!text.contains("wJalrXUtnFEMI") && !text.contains("FwoGZXIv"), "\(text)")
+        }
+    }
+
     @Test func credentialsFromEnvironment() throws {
-        #expect(throws: SaslError.self) { try AWSCredentials.fromEnvironment([:]) }
-        let c = try AWSCredentials.fromEnvironment(["AWS_ACCESS_KEY_ID": "a", "AWS_SECRET_ACCESS_KEY": "b", "AWS_SESSION_TOKEN": ""])
+        #expect(throws: SaslError.self) { try SigningCredentials.fromEnvironment([:]) }
+        let c = try SigningCredentials.fromEnvironment(["AWS_ACCESS_KEY_ID": "a", "AWS_SECRET_ACCESS_KEY": "b", "AWS_SESSION_TOKEN": ""])
         #expect(c.sessionToken == nil)
     }
 }
