@@ -211,6 +211,7 @@ class SaslFront:
         for m in ("SCRAM-SHA-256", "SCRAM-SHA-512"):
             mech = ScramMechanism(m)
             self._auth[m] = (mech, {u: mech.make_auth_info(p, iteration_count=4096) for u, p in users.items()})
+        self.forwarded = bytearray()  # every byte piped to the broker after authentication
         self._loop = asyncio.new_event_loop()
         self._ready = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
@@ -367,14 +368,15 @@ class SaslFront:
         (n,) = struct.unpack(">i", head)
         return await reader.readexactly(n)
 
-    @staticmethod
-    async def _pipe(reader, writer, up_reader, up_writer):
-        async def copy(src, dst):
+    async def _pipe(self, reader, writer, up_reader, up_writer):
+        async def copy(src, dst, record=None):
             try:
                 while True:
                     data = await src.read(65536)
                     if not data:
                         break
+                    if record is not None:
+                        record += data
                     dst.write(data)
                     await dst.drain()
             except ConnectionError:
@@ -382,7 +384,7 @@ class SaslFront:
             finally:
                 dst.close()
 
-        await asyncio.gather(copy(reader, up_writer), copy(up_reader, writer))
+        await asyncio.gather(copy(reader, up_writer, self.forwarded), copy(up_reader, writer))
 
 
 # ---------------------------------------------------------------------------------------

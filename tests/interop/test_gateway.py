@@ -15,8 +15,8 @@ import uuid
 
 import pytest
 
-from conftest import _require_veil_binary
-from security_support import consume, make_ca, make_cert
+from conftest import Broker, _require_veil_binary, free_port
+from security_support import SaslFront, consume, make_ca, make_cert, start_tansu
 
 USERS = {"owner-app": ("owner", "owner pass"), "finance-app": ("finance", "finance pass"),
          "sales-app": ("sales", "sales pass")}
@@ -40,7 +40,7 @@ def gateway(tmp_path, tansu, veil_factory):
                        input=password + "\n", text=True, check=True, capture_output=True)
     assert not any(p for _, p in USERS.values() if p in users.read_text())
 
-    def start(listener_tls: bool = False):
+    def start(listener_tls: bool = False, broker=None, upstream: dict = None):
         certs = {}
         identities = {
             "owner": {"grants": {"encrypt": ["finance/department-key", "sales/department-key"]}},
@@ -60,6 +60,8 @@ def gateway(tmp_path, tansu, veil_factory):
                 "require_encrypted": True,
             }],
         }
+        if upstream:
+            config["upstream"] = upstream
         if listener_tls:
             server_ca = make_ca(tmp_path, "veil-listener-ca")
             clients_ca = make_ca(tmp_path, "apps-ca")
@@ -71,7 +73,7 @@ def gateway(tmp_path, tansu, veil_factory):
             for app in ("finance-app", "sales-app"):
                 certs[app] = make_cert(tmp_path, clients_ca, app, client=True, org="Apps")
             certs["stranger"] = make_cert(tmp_path, clients_ca, "stranger", client=True, org="Apps")
-        return veil_factory(tansu, config), certs
+        return veil_factory(broker or tansu, config), certs
 
     return start
 
@@ -182,3 +184,33 @@ def test_client_certificate_subject_maps_to_grants(gateway, tansu):
 
     with pytest.raises(Exception):
         AdminClient({"bootstrap.servers": veil.address, "socket.timeout.ms": 3000} | tls("stranger")).list_topics(timeout=4)
+
+
+def test_client_credentials_never_reach_the_broker(gateway, tmp_path, monkeypatch):
+    """Upstream is a SASL broker stand-in (scramp) that records everything it is sent: it sees
+    only Veil's own credentials, never an application's user name or password."""
+    from confluent_kafka.admin import AdminClient
+
+    front_port = free_port()
+    tansu, tansu_port = start_tansu(tmp_path, f"127.0.0.1:{front_port}", name="tansu-behind-front")
+    front = SaslFront({"veil-gateway": "gateway pass"}, upstream_port=tansu_port, port=front_port).start()
+    try:
+        monkeypatch.setenv("VEIL_GATEWAY_PASSWORD", "gateway pass")
+        broker = Broker("127.0.0.1", front_port, tansu)
+        veil, _ = gateway(broker=broker, upstream={"bootstrap": [broker.address], "sasl": {
+            "mechanism": "SCRAM-SHA-512", "username": "veil-gateway", "password_env": "VEIL_GATEWAY_PASSWORD"}})
+        topic = f"department-events-{uuid.uuid4().hex[:8]}"
+        records = _records(topic)
+        _produce(veil.address, topic, records, _sasl("owner-app", "PLAIN"))
+        assert consume(veil.address, topic, None, _sasl("finance-app", "SCRAM-SHA-256")) == _by_department(records)["finance"]
+        with pytest.raises(Exception):
+            AdminClient({"bootstrap.servers": veil.address, "socket.timeout.ms": 3000}
+                        | _sasl("sales-app", "PLAIN", password="wrong guess")).list_topics(timeout=4)
+    finally:
+        front.stop()
+        tansu.stop()
+    assert set(front.stats.users) == {"veil-gateway"} and front.stats.failures == 0
+    seen = bytes(front.forwarded)
+    assert seen, "nothing was forwarded"
+    for secret in [p.encode() for _, p in USERS.values()] + [b"wrong guess", b"finance-app", b"owner-app", b"sales-app"]:
+        assert secret not in seen, secret
