@@ -132,12 +132,16 @@ final class ProxyConnection: @unchecked Sendable {
             fail("cannot start SASL towards broker \(next): \(error)")
             return
         }
-        let ready = loop.makePromise(of: Void.self)
+        // Happy eyeballs may try several channels; each gets its own set-up promise, and only
+        // the one that connected is waited for.
+        let readiness = NIOLoopBoundBox([ObjectIdentifier: EventLoopFuture<Void>](), eventLoop: loop)
         ClientBootstrap(group: loop)
             .channelOption(.socketOption(.tcp_nodelay), value: 1)
             .connectTimeout(.seconds(10))
             .channelInitializer { [self] channel in
                 channel.eventLoop.makeCompletedFuture {
+                    let ready = channel.eventLoop.makePromise(of: Void.self)
+                    readiness.value[ObjectIdentifier(channel)] = ready.futureResult
                     let sync = channel.pipeline.syncOperations
                     if let tls = security.tls {
                         try sync.addHandler(NIOSSLClientHandler(context: tls.context, serverHostname: tls.serverName(for: next.host)))
@@ -157,8 +161,14 @@ final class ProxyConnection: @unchecked Sendable {
                         channel.close(promise: nil)
                         return
                     }
-                    ready.futureResult.whenComplete { [self] readiness in
-                        switch readiness {
+                    guard let ready = readiness.value[ObjectIdentifier(channel)] else {
+                        channel.close(promise: nil)
+                        fail("upstream connection to \(next) has no set-up state")
+                        return
+                    }
+                    readiness.value = [:]
+                    ready.whenComplete { [self] outcome in
+                        switch outcome {
                         case .success:
                             server.setupGate.recordSuccess()
                             guard !closed else { channel.close(promise: nil); return }
@@ -177,7 +187,7 @@ final class ProxyConnection: @unchecked Sendable {
                         }
                     }
                 case .failure(let error):
-                    ready.fail(error)
+                    readiness.value = [:]
                     logger.warning("upstream \(next) unreachable: \(error)")
                     connect(candidates.dropFirst(), lastError: error)
                 }
