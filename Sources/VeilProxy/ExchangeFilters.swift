@@ -5,8 +5,9 @@ import VeilWire
 public enum ProduceDecision: Sendable {
     /// Forward the original bytes.
     case unchanged
-    /// Forward this (re-encoded) request instead.
-    case forward(ProduceRequest)
+    /// Forward this (re-encoded) request instead; the partitions in `rejected` were left
+    /// out and get these errors merged into the upstream's response.
+    case forward(ProduceRequest, rejected: [RejectedPartition])
     /// Do not forward; answer the client with this response.
     case respond(ProduceResponse)
 }

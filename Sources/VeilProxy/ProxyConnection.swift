@@ -30,6 +30,8 @@ final class ProxyConnection: @unchecked Sendable {
         var forward: ByteBuffer?
         /// Kept for Fetch so the response filter knows what was asked.
         var fetchRequest: FetchRequest?
+        /// Produce partitions Veil refused; their errors join the upstream's response.
+        var rejectedPartitions: [RejectedPartition] = []
         var expectsResponse = true
 
         init(apiKey: ApiKey, apiVersion: Int16, correlationId: Int32) {
@@ -168,6 +170,10 @@ final class ProxyConnection: @unchecked Sendable {
                 apiKeys: [.init(apiKey: ApiKey.apiVersions.rawValue, minVersion: 0, maxVersion: ApiVersionsRequest.versions.upperBound)])
             exchange.state = .ready(encodeResponse(response, exchange: exchange, version: 0))
             drainRequests()
+        case .produce where exceedsFilterCap(header), .fetch where exceedsFilterCap(header):
+            // Above the cap, topics are named by id and policies could not be applied:
+            // refusing is the only fail-closed answer. Veil never advertised these versions.
+            throw WireError(.unsupportedVersion(apiKey: header.apiKey.rawValue, version: header.apiVersion))
         case .produce:
             exchange.expectsResponse = try ProduceRequest.peekAcks(body: body, version: header.apiVersion) != 0
             guard let filter = server.filters.records else {
@@ -181,11 +187,12 @@ final class ProxyConnection: @unchecked Sendable {
                 case .success(.unchanged):
                     exchange.forward = frame
                     exchange.state = .awaitingUpstream
-                case .success(.forward(let replacement)):
+                case .success(.forward(let replacement, let rejected)):
                     var out = ByteBuffer()
                     header.write(to: &out)
                     replacement.encode(version: header.apiVersion, into: &out)
                     exchange.forward = out
+                    exchange.rejectedPartitions = rejected
                     exchange.state = .awaitingUpstream
                 case .success(.respond(let response)):
                     exchange.state = exchange.expectsResponse
@@ -202,6 +209,11 @@ final class ProxyConnection: @unchecked Sendable {
         default:
             forwardUnchanged(exchange, frame)
         }
+    }
+
+    private func exceedsFilterCap(_ header: RequestHeader) -> Bool {
+        guard let cap = server.filters.records?.versionCaps[header.apiKey] else { return false }
+        return header.apiVersion > cap
     }
 
     private func forwardUnchanged(_ exchange: Exchange, _ frame: ByteBuffer) {
@@ -293,9 +305,12 @@ final class ProxyConnection: @unchecked Sendable {
         case .describeCluster:
             let response = try DescribeClusterResponse(decoding: body, version: version)
             return rewriter.rewrite(response, on: loop).map { encoded($0, version) }
-        case .produce where version >= 10:
-            let response = try ProduceResponse(decoding: body, version: version)
-            guard let endpoints = response.nodeEndpoints else { return loop.makeSucceededFuture(nil) }
+        case .produce where version >= 10 || !exchange.rejectedPartitions.isEmpty:
+            var response = try ProduceResponse(decoding: body, version: version)
+            response.merge(exchange.rejectedPartitions)
+            guard let endpoints = response.nodeEndpoints else {
+                return loop.makeSucceededFuture(exchange.rejectedPartitions.isEmpty ? nil : encoded(response, version))
+            }
             return rewriter.rewrite(endpoints, on: loop).map { rewritten in
                 var r = response
                 r.nodeEndpoints = rewritten

@@ -1,5 +1,7 @@
 import Foundation
+import Logging
 import VeilConfig
+import VeilKMS
 import VeilProxy
 
 /// The configuration file and flags, turned into what the proxy runs with.
@@ -8,7 +10,7 @@ struct LoadedConfiguration {
     var settings: ProxySettings
     var filters: ExchangeFilters
 
-    static func load(path: String?, listen: String?, upstream: String?) throws -> LoadedConfiguration {
+    static func load(path: String?, listen: String?, upstream: String?, logger: Logger) throws -> LoadedConfiguration {
         var configuration: VeilConfiguration
         if let path {
             guard let data = FileManager.default.contents(atPath: path) else {
@@ -28,6 +30,11 @@ struct LoadedConfiguration {
             listen: configuration.listen, upstreamBootstrap: configuration.upstream.bootstrap,
             advertisedHost: configuration.advertisedHost, brokerPorts: configuration.brokerPorts.ports,
             maxFrameBytes: configuration.maxFrameBytes)
-        return LoadedConfiguration(configuration: configuration, settings: settings, filters: .passThrough)
+        var filters = ExchangeFilters.passThrough
+        if !configuration.topics.isEmpty {
+            let kms = CountingKMS(try KMSSet.registry(for: configuration))
+            filters = ExchangeFilters(records: try RecordEncryption(configuration: configuration, kms: kms, logger: logger))
+        }
+        return LoadedConfiguration(configuration: configuration, settings: settings, filters: filters)
     }
 }

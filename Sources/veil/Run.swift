@@ -30,7 +30,7 @@ struct Run: AsyncParsableCommand {
         logger.logLevel = Logger.Level(rawValue: logLevel) ?? .info
         let loaded: LoadedConfiguration
         do {
-            loaded = try LoadedConfiguration.load(path: config, listen: listen, upstream: upstream)
+            loaded = try LoadedConfiguration.load(path: config, listen: listen, upstream: upstream, logger: logger)
         } catch {
             logger.critical("invalid configuration: \(error)")
             throw ExitCode(2)

@@ -1,0 +1,208 @@
+import NIOCore
+import VeilConfig
+import VeilEnvelope
+import VeilKMS
+import VeilWire
+
+/// Decrypts the records of one Fetch response that this identity may read, and applies
+/// the topic's `on_denied` rule to every other record.
+///
+/// Plaintext is released only when the envelope authenticates under a key this identity
+/// holds a grant for; everything else (no grant, KMS refusal, tampering, plaintext on an
+/// encrypted topic) is a denied record.
+struct FetchDecryption {
+    let configuration: VeilConfiguration
+    let unwrapped: UnwrappedKeyCache
+    let counters: RecordCounters
+    let log: OnceLog
+    let maxUncompressedBytes: Int
+
+    /// What to do with one record.
+    enum Verdict {
+        case keep
+        case open(EnvelopeHeader)
+        /// The reason is for reading code and debugging; it is never sent to the client.
+        case deny(reason: String)
+    }
+
+    struct PlannedBatch {
+        var batch: RecordBatch
+        var verdicts: [Verdict]
+    }
+
+    struct PlannedPartition {
+        var topicIndex: Int
+        var partitionIndex: Int
+        var topic: String
+        var policy: TopicPolicy
+        var entries: [(entry: RecordSetEntry, planned: PlannedBatch?)]
+    }
+
+    /// Decodes what needs decrypting and lists data keys the cache does not hold yet.
+    func plan(_ response: FetchResponse) -> (planned: [PlannedPartition], missing: [EnvelopeKeyID]) {
+        var planned: [PlannedPartition] = []
+        var missing: [EnvelopeKeyID: Void] = [:]
+        for (ti, topic) in response.topics.enumerated() {
+            guard let policy = configuration.policy(forTopic: topic.topic) else { continue }
+            for (pi, partition) in topic.partitions.enumerated() {
+                guard let records = partition.records, records.readableBytes > 0 else { continue }
+                var plan = PlannedPartition(topicIndex: ti, partitionIndex: pi, topic: topic.topic, policy: policy, entries: [])
+                let entries: [RecordSetEntry]
+                do {
+                    entries = try RecordSet.split(records)
+                } catch {
+                    // Unreadable: the client sees it as stored and fails on it itself;
+                    // nothing is decrypted, so nothing leaks.
+                    log.warning("split:\(topic.topic)", "fetch from \(topic.topic): records not readable, passed through undecrypted: \(error)")
+                    continue
+                }
+                for entry in entries {
+                    guard case .batch(let bytes) = entry else {
+                        plan.entries.append((entry, nil))
+                        continue
+                    }
+                    let batch: RecordBatch
+                    do {
+                        batch = try RecordBatch(decoding: bytes, maxUncompressedBytes: maxUncompressedBytes)
+                    } catch {
+                        log.warning("batch:\(topic.topic):\(error)", "fetch from \(topic.topic): batch not readable, passed through undecrypted: \(error)")
+                        plan.entries.append((entry, nil))
+                        continue
+                    }
+                    if batch.isControl {
+                        plan.entries.append((entry, nil))
+                        continue
+                    }
+                    var verdicts: [Verdict] = []
+                    verdicts.reserveCapacity(batch.records.count)
+                    for record in batch.records {
+                        verdicts.append(verdict(for: record, topic: topic.topic, policy: policy, missing: &missing))
+                    }
+                    plan.entries.append((entry, PlannedBatch(batch: batch, verdicts: verdicts)))
+                }
+                planned.append(plan)
+            }
+        }
+        return (planned, Array(missing.keys))
+    }
+
+    private func verdict(for record: Record, topic: String, policy: TopicPolicy, missing: inout [EnvelopeKeyID: Void]) -> Verdict {
+        guard let value = record.value else { return .keep }
+        let header: EnvelopeHeader?
+        do {
+            header = try EnvelopeHeader.parse(value)
+        } catch {
+            counters.tampered.add(1, ordering: .relaxed)
+            log.warning("malformed:\(topic)", "topic \(topic): a record claims to be an envelope but is malformed (\(error)); never delivered as plaintext")
+            return .deny(reason: "malformed envelope")
+        }
+        guard let header else {
+            if policy.requireEncrypted {
+                counters.plaintextRefused.add(1, ordering: .relaxed)
+                log.warning("plaintext:\(topic)", "topic \(topic): plaintext record refused (require_encrypted); possible injection")
+                return .deny(reason: "plaintext on an encrypted topic")
+            }
+            return .keep
+        }
+        guard let reference = try? header.keyID.reference(), configuration.grants.allowsDecryption(with: reference) else {
+            return .deny(reason: "no grant")
+        }
+        switch unwrapped.lookup(header.keyID) {
+        case .hit: break
+        case .denied: return .deny(reason: "KMS refused the data key")
+        case .miss: missing[header.keyID] = ()
+        }
+        return .open(header)
+    }
+
+    /// Applies the verdicts: decrypts, drops, redacts or errors; re-encodes changed batches.
+    func apply(_ planned: [PlannedPartition], to response: FetchResponse) -> FetchResponse {
+        var out = response
+        let decryptor = EnvelopeDecryptor()
+        for plan in planned {
+            var records = ByteBuffer()
+            var changed = false
+            var partitionError = false
+            let placeholder = ByteBuffer(string: plan.policy.redactPlaceholder)
+            for (entry, plannedBatch) in plan.entries {
+                guard var batch = plannedBatch?.batch, let verdicts = plannedBatch?.verdicts else {
+                    records.writeImmutableBuffer(entry.bytes)
+                    continue
+                }
+                var keep: [Record] = []
+                keep.reserveCapacity(batch.records.count)
+                var plaintext = ByteBuffer()
+                var batchChanged = false
+                for (record, verdict) in zip(batch.records, verdicts) {
+                    switch verdict {
+                    case .keep:
+                        keep.append(record)
+                        continue
+                    case .deny:
+                        break
+                    case .open(let header):
+                        if case .hit(let key) = unwrapped.lookup(header.keyID) {
+                            let start = plaintext.writerIndex
+                            do {
+                                try decryptor.open(record.value!, header: header, key: key, topic: plan.topic,
+                                                   fieldPath: Envelope.wholeValue, into: &plaintext)
+                                var r = record
+                                r.value = plaintext.getSlice(at: start, length: plaintext.writerIndex - start)
+                                keep.append(r)
+                                batchChanged = true
+                                counters.decrypted.add(1, ordering: .relaxed)
+                                continue
+                            } catch {
+                                counters.tampered.add(1, ordering: .relaxed)
+                                log.warning("open:\(plan.topic):\(header.keyID)",
+                                            "topic \(plan.topic): a record failed authentication (\(error)); never delivered as plaintext")
+                            }
+                        }
+                    }
+                    counters.denied.add(1, ordering: .relaxed)
+                    switch plan.policy.onDenied {
+                    case .drop:
+                        batchChanged = true
+                    case .redact:
+                        var r = record
+                        r.value = placeholder
+                        keep.append(r)
+                        batchChanged = true
+                    case .ciphertext:
+                        keep.append(record)
+                    case .error:
+                        partitionError = true
+                        keep.append(record)
+                    }
+                }
+                guard batchChanged else {
+                    records.writeImmutableBuffer(entry.bytes)
+                    continue
+                }
+                // Offsets, producer state and timestamps stay; a batch whose records were all
+                // dropped keeps its header, so consumers still advance past its offsets.
+                batch.records = keep
+                if keep.isEmpty {
+                    // librdkafka cannot read a compressed batch whose payload decompresses to
+                    // nothing; an empty uncompressed batch is what log compaction leaves behind.
+                    batch.compression = .none
+                }
+                do {
+                    try batch.encode(into: &records)
+                    changed = true
+                } catch {
+                    // Re-encoding failed: deliver nothing from this batch rather than plaintext-or-ciphertext guesses.
+                    log.warning("encode:\(plan.topic)", "topic \(plan.topic): cannot re-encode a batch: \(error)")
+                    partitionError = true
+                }
+            }
+            if partitionError {
+                out.topics[plan.topicIndex].partitions[plan.partitionIndex].errorCode = KafkaErrorCode.topicAuthorizationFailed
+                out.topics[plan.topicIndex].partitions[plan.partitionIndex].records = ByteBuffer()
+            } else if changed {
+                out.topics[plan.topicIndex].partitions[plan.partitionIndex].records = records
+            }
+        }
+        return out
+    }
+}

@@ -1,0 +1,173 @@
+import NIOCore
+import VeilConfig
+import VeilEnvelope
+import VeilKMS
+import VeilWire
+
+/// A Produce partition Veil refuses, and what the producer is told.
+public struct RejectedPartition: Sendable {
+    public var topic: String
+    public var partition: Int32
+    public var errorCode: Int16
+    public var message: String
+}
+
+/// Encrypts the records of one Produce request according to the topic policies.
+///
+/// Planning (decode, choose keys, check grants) is synchronous; only missing data keys
+/// need the KMS. Sealing is synchronous again, so the event loop never waits per record.
+struct ProduceEncryption {
+    let configuration: VeilConfiguration
+    let dataKeys: DataKeyCache
+    let counters: RecordCounters
+    let log: OnceLog
+    let maxUncompressedBytes: Int
+
+    /// One partition's records, decoded, with the key chosen for each record.
+    struct PlannedPartition {
+        var topicIndex: Int
+        var partitionIndex: Int
+        var topic: String
+        var bindTopic: Bool
+        /// Entries in order; batches to encrypt carry per-record keys (nil = leave as is).
+        var entries: [(entry: RecordSetEntry, batch: RecordBatch?, keys: [KeyReference?])]
+    }
+
+    enum Plan {
+        case unchanged
+        case work(planned: [PlannedPartition], rejected: [RejectedPartition], needed: Set<KeyReference>)
+    }
+
+    func plan(_ request: ProduceRequest) -> Plan {
+        var planned: [PlannedPartition] = []
+        var rejected: [RejectedPartition] = []
+        var needed = Set<KeyReference>()
+        for (ti, topic) in request.topics.enumerated() {
+            guard let policy = configuration.policy(forTopic: topic.name), let encryption = policy.encrypt else { continue }
+            for (pi, partition) in topic.partitions.enumerated() {
+                guard let records = partition.records else { continue }
+                func reject(_ code: Int16, _ message: String) {
+                    rejected.append(RejectedPartition(topic: topic.name, partition: partition.index, errorCode: code, message: message))
+                    log.warning("reject:\(topic.name):\(message)", "produce to \(topic.name) refused: \(message)")
+                }
+                do {
+                    var plan = PlannedPartition(topicIndex: ti, partitionIndex: pi, topic: topic.name, bindTopic: encryption.bindTopic, entries: [])
+                    var refusal: (Int16, String)?
+                    entryLoop: for entry in try RecordSet.split(records) {
+                        switch entry {
+                        case .legacy:
+                            refusal = (KafkaErrorCode.unsupportedVersion,
+                                       "topic \(topic.name) requires encryption, which needs the v2 record format (magic 2); the producer sent a legacy message set")
+                            break entryLoop
+                        case .truncated:
+                            refusal = (KafkaErrorCode.corruptMessage, "truncated record batch in produce request for \(topic.name)")
+                            break entryLoop
+                        case .batch(let bytes):
+                            let batch = try RecordBatch(decoding: bytes, maxUncompressedBytes: maxUncompressedBytes)
+                            if batch.isControl {
+                                plan.entries.append((entry, nil, []))
+                                continue
+                            }
+                            var keys: [KeyReference?] = []
+                            keys.reserveCapacity(batch.records.count)
+                            for record in batch.records {
+                                guard let value = record.value else { keys.append(nil); continue }
+                                let selection = select(encryption, value: value, record: record)
+                                switch selection {
+                                case .key(let reference):
+                                    guard configuration.grants.allowsEncryption(with: reference) else {
+                                        refusal = (KafkaErrorCode.topicAuthorizationFailed,
+                                                   "identity '\(configuration.identity)' has no grant to encrypt with \(reference) (topic \(topic.name))")
+                                        break entryLoop
+                                    }
+                                    needed.insert(reference)
+                                    keys.append(reference)
+                                case .unmatched(let selector):
+                                    guard encryption.onUnmatched == .plaintext else {
+                                        refusal = (KafkaErrorCode.invalidRecord,
+                                                   "no key for \(selector.map { "selector value '\($0)'" } ?? "a record without the selector") on topic \(topic.name), and on_unmatched is reject")
+                                        break entryLoop
+                                    }
+                                    keys.append(nil)
+                                }
+                            }
+                            plan.entries.append((entry, batch, keys))
+                        }
+                    }
+                    if let (code, message) = refusal {
+                        reject(code, message)
+                    } else {
+                        planned.append(plan)
+                    }
+                } catch {
+                    reject(KafkaErrorCode.corruptMessage, "malformed records for \(topic.name)/\(partition.index): \(error)")
+                }
+            }
+        }
+        if planned.isEmpty && rejected.isEmpty { return .unchanged }
+        return .work(planned: planned, rejected: rejected, needed: needed)
+    }
+
+    private func select(_ policy: EncryptionPolicy, value: ByteBuffer, record: Record) -> KeySelection {
+        let headers: [(String, [UInt8]?)]
+        if case .header = policy.keySource {
+            headers = record.headers.map { ($0.key, $0.value.map { Array($0.readableBytesView) }) }
+        } else {
+            headers = []
+        }
+        return value.withUnsafeReadableBytes { v in
+            if let key = record.key {
+                return key.withUnsafeReadableBytes { k in policy.selectKey(value: v, key: k, headers: headers) }
+            }
+            return policy.selectKey(value: v, key: nil, headers: headers)
+        }
+    }
+
+    /// Seals every planned record and returns the request to forward plus the partitions
+    /// that could not be encrypted (a data key the KMS would not give).
+    func seal(_ request: ProduceRequest, planned: [PlannedPartition], keys: [KeyReference: ActiveDataKey],
+              failures: [KeyReference: EnvelopeError]) -> (ProduceRequest, [RejectedPartition]) {
+        var out = request
+        var rejected: [RejectedPartition] = []
+        let encryptor = EnvelopeEncryptor()
+        for plan in planned {
+            let partition = request.topics[plan.topicIndex].partitions[plan.partitionIndex]
+            do {
+                var records = ByteBuffer()
+                records.reserveCapacity((partition.records?.readableBytes ?? 0) + 256)
+                for (entry, batch, recordKeys) in plan.entries {
+                    guard var batch else {
+                        records.writeImmutableBuffer(entry.bytes)
+                        continue
+                    }
+                    var sealed = ByteBuffer()
+                    for (i, reference) in recordKeys.enumerated() {
+                        guard let reference, let value = batch.records[i].value else { continue }
+                        guard let key = keys[reference] else {
+                            throw failures[reference] ?? EnvelopeError.kms(KMSError(.unavailable, reference, "no data key"))
+                        }
+                        let start = sealed.writerIndex
+                        try encryptor.seal(plaintext: value, key: key, topic: plan.bindTopic ? plan.topic : nil,
+                                           fieldPath: Envelope.wholeValue, into: &sealed)
+                        batch.records[i].value = sealed.getSlice(at: start, length: sealed.writerIndex - start)
+                    }
+                    try batch.encode(into: &records)
+                    counters.encrypted.add(recordKeys.lazy.filter { $0 != nil }.count, ordering: .relaxed)
+                }
+                out.topics[plan.topicIndex].partitions[plan.partitionIndex].records = records
+            } catch let error as EnvelopeError {
+                let retriable: Bool
+                if case .kms(let kmsError) = error { retriable = kmsError.kind == .unavailable } else { retriable = true }
+                rejected.append(RejectedPartition(
+                    topic: plan.topic, partition: partition.index,
+                    errorCode: retriable ? KafkaErrorCode.notEnoughReplicas : KafkaErrorCode.topicAuthorizationFailed,
+                    message: "veil could not encrypt: \(error)"))
+                log.warning("seal:\(plan.topic):\(error)", "produce to \(plan.topic) refused, nothing sent in plaintext: \(error)")
+            } catch {
+                rejected.append(RejectedPartition(topic: plan.topic, partition: partition.index, errorCode: KafkaErrorCode.corruptMessage,
+                                                  message: "veil could not re-encode the batch: \(error)"))
+            }
+        }
+        return (out, rejected)
+    }
+}

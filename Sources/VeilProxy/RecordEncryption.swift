@@ -1,0 +1,134 @@
+import Logging
+import NIOCore
+import VeilConfig
+import VeilEnvelope
+import VeilKMS
+import VeilWire
+
+/// Veil's record filter: encrypts Produce records and decrypts Fetch records according
+/// to this identity's topic policies and grants.
+public final class RecordEncryption: RecordFilter {
+    public let configuration: VeilConfiguration
+    public let counters = RecordCounters()
+    let dataKeys: DataKeyCache
+    let unwrapped: UnwrappedKeyCache
+    let log: OnceLog
+    let logger: Logger
+    /// Decompressed size limit per batch: the frame limit, as a batch can't be bigger compressed.
+    let maxUncompressedBytes: Int
+
+    /// Highest versions that still name topics (v13 of both uses topic ids); policies match names.
+    public let versionCaps: [ApiKey: Int16] = [.produce: 12, .fetch: 12]
+
+    public init(configuration: VeilConfiguration, kms: any KeyManagementService, logger: Logger) throws {
+        self.configuration = configuration
+        guard let rotation = DataKeyRotationPolicy(
+            maxEncryptions: UInt64(configuration.dek.maxEncryptions), maxAge: .seconds(Int64(configuration.dek.maxAgeSeconds)))
+        else {
+            throw ConfigurationError(path: "dek", problem: "max_encryptions and max_age_seconds must be positive and within limits")
+        }
+        dataKeys = DataKeyCache(kms: kms, policy: rotation)
+        unwrapped = UnwrappedKeyCache(kms: kms, capacity: configuration.dek.decryptCacheEntries)
+        self.logger = logger
+        log = OnceLog(logger: logger)
+        maxUncompressedBytes = max(configuration.maxFrameBytes, 16 << 20) * 4
+    }
+
+    private var produce: ProduceEncryption {
+        ProduceEncryption(configuration: configuration, dataKeys: dataKeys, counters: counters, log: log, maxUncompressedBytes: maxUncompressedBytes)
+    }
+
+    private var fetch: FetchDecryption {
+        FetchDecryption(configuration: configuration, unwrapped: unwrapped, counters: counters, log: log, maxUncompressedBytes: maxUncompressedBytes)
+    }
+
+    public func filterProduce(_ request: ProduceRequest, version: Int16, on loop: EventLoop) -> EventLoopFuture<ProduceDecision> {
+        let produce = self.produce
+        guard case .work(let planned, let rejected, let needed) = produce.plan(request) else {
+            return loop.makeSucceededFuture(.unchanged)
+        }
+        var keys: [KeyReference: ActiveDataKey] = [:]
+        var missing: [KeyReference] = []
+        for reference in needed {
+            if let key = dataKeys.current(for: reference) { keys[reference] = key } else { missing.append(reference) }
+        }
+        let counters = self.counters
+        let finish: @Sendable ([KeyReference: ActiveDataKey], [KeyReference: EnvelopeError]) -> ProduceDecision = { keys, failures in
+            let (sealed, failed) = produce.seal(request, planned: planned, keys: keys, failures: failures)
+            let all = rejected + failed
+            counters.produceRejected.add(all.count, ordering: .relaxed)
+            return ProduceDecision.make(sealed, rejected: all)
+        }
+        if missing.isEmpty {
+            return loop.makeSucceededFuture(finish(keys, [:]))
+        }
+        let dataKeys = self.dataKeys
+        let known = keys
+        return loop.makeFutureWithTask {
+            var keys = known
+            var failures: [KeyReference: EnvelopeError] = [:]
+            for reference in missing {
+                do {
+                    keys[reference] = try await dataKeys.refresh(for: reference)
+                } catch {
+                    failures[reference] = (error as? EnvelopeError) ?? .cryptoFailure("\(error)")
+                }
+            }
+            return finish(keys, failures)
+        }
+    }
+
+    public func filterFetch(_ response: FetchResponse, request: FetchRequest, version: Int16, on loop: EventLoop) -> EventLoopFuture<FetchResponse?> {
+        let fetch = self.fetch
+        let (planned, missing) = fetch.plan(response)
+        guard !planned.isEmpty else { return loop.makeSucceededFuture(nil) }
+        if missing.isEmpty {
+            return loop.makeSucceededFuture(fetch.apply(planned, to: response))
+        }
+        let unwrapped = self.unwrapped
+        let log = self.log
+        return loop.makeFutureWithTask {
+            for keyID in missing {
+                do {
+                    _ = try await unwrapped.fill(keyID)
+                } catch {
+                    log.warning("unwrap:\(keyID)", "cannot unwrap data key \(keyID): \(error); its records get the on_denied rule")
+                }
+            }
+            return fetch.apply(planned, to: response)
+        }
+    }
+}
+
+extension ProduceDecision {
+    /// Forward what was sealed; refuse what wasn't. A request left with nothing to send is answered locally.
+    static func make(_ request: ProduceRequest, rejected: [RejectedPartition]) -> ProduceDecision {
+        guard !rejected.isEmpty else { return .forward(request, rejected: []) }
+        var remaining = request
+        for r in rejected {
+            guard let ti = remaining.topics.firstIndex(where: { $0.name == r.topic }) else { continue }
+            remaining.topics[ti].partitions.removeAll { $0.index == r.partition }
+        }
+        remaining.topics.removeAll { $0.partitions.isEmpty }
+        if remaining.topics.isEmpty {
+            var response = ProduceResponse(topics: [])
+            response.merge(rejected)
+            return .respond(response)
+        }
+        return .forward(remaining, rejected: rejected)
+    }
+}
+
+extension ProduceResponse {
+    /// Adds refused partitions to a response, so the producer hears about every partition it sent.
+    mutating func merge(_ rejected: [RejectedPartition]) {
+        for r in rejected {
+            let partition = PartitionResponse(index: r.partition, errorCode: r.errorCode, baseOffset: -1, errorMessage: r.message)
+            if let ti = topics.firstIndex(where: { $0.name == r.topic }) {
+                topics[ti].partitions.append(partition)
+            } else {
+                topics.append(TopicResponse(name: r.topic, partitions: [partition]))
+            }
+        }
+    }
+}
