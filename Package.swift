@@ -61,10 +61,20 @@ let package = Package(
                 .product(name: "Logging", package: "swift-log"),
             ],
             swiftSettings: strict),
+        .target(
+            name: "VeilDemo",
+            dependencies: [
+                "VeilProxy", "VeilConfig", "VeilKMS", "VeilWire",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: strict),
         .executableTarget(
             name: "veil",
             dependencies: [
-                "VeilProxy", "VeilConfig", "VeilKMS", "VeilEnvelope",
+                "VeilProxy", "VeilDemo", "VeilConfig", "VeilKMS", "VeilEnvelope",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "NIOCore", package: "swift-nio"),

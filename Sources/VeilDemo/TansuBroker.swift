@@ -61,11 +61,12 @@ public final class TansuBroker: @unchecked Sendable {
         public var description: String { "Tansu did not start; see \(log)" }
     }
 
+    /// Stops the broker. Tansu does not exit on SIGTERM, and its storage here is in
+    /// memory, so it is killed outright.
     public func stop() {
-        if process.isRunning {
-            process.terminate()
-            process.waitUntilExit()
-        }
+        guard process.isRunning else { return }
+        kill(process.processIdentifier, SIGKILL)
+        process.waitUntilExit()
     }
 
     deinit { stop() }

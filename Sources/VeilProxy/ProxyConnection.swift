@@ -79,7 +79,7 @@ final class ProxyConnection: @unchecked Sendable {
             .channelInitializer { [self] channel in
                 channel.eventLoop.makeCompletedFuture {
                     try channel.pipeline.syncOperations.addHandler(ByteToMessageHandler(KafkaFrameDecoder(maxFrameBytes: maxFrame)))
-                    try channel.pipeline.syncOperations.addHandler(UpstreamSideHandler(connection: self))
+                    try channel.pipeline.syncOperations.addHandler(ProxySideHandler(connection: self, side: .upstream))
                 }
             }
             .connect(host: next.host, port: next.port)
@@ -371,23 +371,37 @@ final class ProxyConnection: @unchecked Sendable {
     }
 }
 
-/// The application side of a proxied connection.
-final class ClientSideHandler: ChannelDuplexHandler {
+/// One side of a proxied connection: it hands frames to the connection and lets the
+/// connection decide when this side may read, so a slow peer pauses its partner.
+final class ProxySideHandler: ChannelDuplexHandler {
     typealias InboundIn = ByteBuffer
     typealias OutboundIn = ByteBuffer
     typealias OutboundOut = ByteBuffer
 
-    let connection: ProxyConnection
+    /// Which peer this handler's channel talks to.
+    enum Side {
+        case client
+        case upstream
+    }
 
-    init(connection: ProxyConnection) { self.connection = connection }
+    let connection: ProxyConnection
+    let side: Side
+
+    init(connection: ProxyConnection, side: Side) {
+        self.connection = connection
+        self.side = side
+    }
 
     func channelActive(context: ChannelHandlerContext) {
-        connection.clientActive()
+        if side == .client { connection.clientActive() }
         context.fireChannelActive()
     }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
-        connection.clientFrame(unwrapInboundIn(data))
+        switch side {
+        case .client: connection.clientFrame(unwrapInboundIn(data))
+        case .upstream: connection.upstreamFrame(unwrapInboundIn(data))
+        }
     }
 
     func channelInactive(context: ChannelHandlerContext) {
@@ -396,48 +410,24 @@ final class ClientSideHandler: ChannelDuplexHandler {
     }
 
     func channelWritabilityChanged(context: ChannelHandlerContext) {
-        if context.channel.isWritable { connection.upstream?.read() }
+        if context.channel.isWritable {
+            // This side can take more, so its partner may read again.
+            switch side {
+            case .client: connection.upstream?.read()
+            case .upstream: connection.maybeResumeClientReads()
+            }
+        }
         context.fireChannelWritabilityChanged()
     }
 
     func read(context: ChannelHandlerContext) {
-        if connection.clientWantsRead() { context.read() }
+        switch side {
+        case .client: if connection.clientWantsRead() { context.read() }
+        case .upstream: if connection.upstreamReadAllowed { context.read() }
+        }
     }
 
     func errorCaught(context: ChannelHandlerContext, error: Error) {
-        connection.fail("from client: \(error)")
-    }
-}
-
-/// The broker side of a proxied connection.
-final class UpstreamSideHandler: ChannelDuplexHandler {
-    typealias InboundIn = ByteBuffer
-    typealias OutboundIn = ByteBuffer
-    typealias OutboundOut = ByteBuffer
-
-    let connection: ProxyConnection
-
-    init(connection: ProxyConnection) { self.connection = connection }
-
-    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
-        connection.upstreamFrame(unwrapInboundIn(data))
-    }
-
-    func channelInactive(context: ChannelHandlerContext) {
-        connection.close()
-        context.fireChannelInactive()
-    }
-
-    func channelWritabilityChanged(context: ChannelHandlerContext) {
-        if context.channel.isWritable { connection.maybeResumeClientReads() }
-        context.fireChannelWritabilityChanged()
-    }
-
-    func read(context: ChannelHandlerContext) {
-        if connection.upstreamReadAllowed { context.read() }
-    }
-
-    func errorCaught(context: ChannelHandlerContext, error: Error) {
-        connection.fail("from upstream: \(error)")
+        connection.fail("from \(side): \(error)")
     }
 }

@@ -56,7 +56,7 @@ public final class ProxyServer: Sendable {
                 child.eventLoop.makeCompletedFuture {
                     let connection = ProxyConnection(server: self, client: child, target: target)
                     try child.pipeline.syncOperations.addHandler(ByteToMessageHandler(KafkaFrameDecoder(maxFrameBytes: maxFrame)))
-                    try child.pipeline.syncOperations.addHandler(ClientSideHandler(connection: connection))
+                    try child.pipeline.syncOperations.addHandler(ProxySideHandler(connection: connection, side: .client))
                 }
             }
             .bind(host: host, port: port)

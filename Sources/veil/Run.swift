@@ -21,13 +21,11 @@ struct Run: AsyncParsableCommand {
     var logLevel: String = "info"
 
     func run() async throws {
-        LoggingSystem.bootstrap { label in
-            var handler = StreamLogHandler.standardError(label: label)
-            handler.logLevel = .info
-            return handler
+        guard let level = Logger.Level(rawValue: logLevel) else {
+            throw ValidationError("--log-level must be one of trace, debug, info, notice, warning, error, critical")
         }
-        var logger = Logger(label: "veil")
-        logger.logLevel = Logger.Level(rawValue: logLevel) ?? .info
+        bootstrapLogging(level)
+        let logger = Logger(label: "veil")
         let loaded: LoadedConfiguration
         do {
             loaded = try LoadedConfiguration.load(path: config, listen: listen, upstream: upstream, logger: logger)

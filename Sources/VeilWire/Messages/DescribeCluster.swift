@@ -40,6 +40,11 @@ public struct DescribeClusterResponse: KafkaMessage {
     public struct Broker: Sendable, Equatable {
         public var endpoint: BrokerEndpoint
         public var isFenced: Bool
+
+        public init(endpoint: BrokerEndpoint, isFenced: Bool = false) {
+            self.endpoint = endpoint
+            self.isFenced = isFenced
+        }
     }
 
     public var throttleTimeMs: Int32
@@ -51,6 +56,18 @@ public struct DescribeClusterResponse: KafkaMessage {
     public var brokers: [Broker]
     public var clusterAuthorizedOperations: Int32
     public var unknownTags = TaggedFields()
+
+    public init(throttleTimeMs: Int32 = 0, errorCode: Int16 = 0, errorMessage: String? = nil, endpointType: Int8 = 1,
+                clusterId: String, controllerId: Int32, brokers: [Broker], clusterAuthorizedOperations: Int32 = Int32.min) {
+        self.throttleTimeMs = throttleTimeMs
+        self.errorCode = errorCode
+        self.errorMessage = errorMessage
+        self.endpointType = endpointType
+        self.clusterId = clusterId
+        self.controllerId = controllerId
+        self.brokers = brokers
+        self.clusterAuthorizedOperations = clusterAuthorizedOperations
+    }
 
     public init(from r: inout WireReader) throws {
         throttleTimeMs = try r.int32()

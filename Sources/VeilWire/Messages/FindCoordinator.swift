@@ -42,6 +42,13 @@ public struct FindCoordinatorResponse: KafkaMessage {
         public var endpoint: BrokerEndpoint
         public var errorCode: Int16
         public var errorMessage: String?
+
+        public init(key: String, endpoint: BrokerEndpoint, errorCode: Int16 = 0, errorMessage: String? = nil) {
+            self.key = key
+            self.endpoint = endpoint
+            self.errorCode = errorCode
+            self.errorMessage = errorMessage
+        }
     }
 
     public var throttleTimeMs: Int32
@@ -52,6 +59,15 @@ public struct FindCoordinatorResponse: KafkaMessage {
     /// v4+ batched form.
     public var coordinators: [Coordinator]
     public var unknownTags = TaggedFields()
+
+    public init(throttleTimeMs: Int32 = 0, errorCode: Int16 = 0, errorMessage: String? = nil,
+                endpoint: BrokerEndpoint = BrokerEndpoint(nodeId: -1, host: "", port: -1), coordinators: [Coordinator] = []) {
+        self.throttleTimeMs = throttleTimeMs
+        self.errorCode = errorCode
+        self.errorMessage = errorMessage
+        self.endpoint = endpoint
+        self.coordinators = coordinators
+    }
 
     public init(from r: inout WireReader) throws {
         throttleTimeMs = r.version >= 1 ? try r.int32() : 0

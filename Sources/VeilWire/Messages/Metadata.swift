@@ -93,6 +93,8 @@ public struct MetadataResponse: KafkaMessage {
     public var controllerId: Int32
     public var topics: [Topic]
     public var clusterAuthorizedOperations: Int32
+    /// Top-level error (v13+, KIP-1102), e.g. REBOOTSTRAP_REQUIRED.
+    public var errorCode: Int16 = 0
     public var unknownTags = TaggedFields()
 
     public init(brokers: [BrokerEndpoint], clusterId: String?, controllerId: Int32, topics: [Topic]) {
@@ -133,6 +135,7 @@ public struct MetadataResponse: KafkaMessage {
                          topicAuthorizedOperations: ops, unknownTags: try r.taggedFields())
         }
         clusterAuthorizedOperations = (8...10).contains(r.version) ? try r.int32() : Int32.min
+        if r.version >= 13 { errorCode = try r.int16("error code") }
         unknownTags = try r.taggedFields()
     }
 
@@ -166,6 +169,7 @@ public struct MetadataResponse: KafkaMessage {
             w.taggedFields(t.unknownTags)
         }
         if (8...10).contains(w.version) { w.int32(clusterAuthorizedOperations) }
+        if w.version >= 13 { w.int16(errorCode) }
         w.taggedFields(unknownTags)
     }
 }

@@ -68,10 +68,10 @@ public struct WireReader {
 
     public mutating func nullableString(_ what: String = "string") throws -> String? {
         guard let n = try length(what, classicInt16: true) else { return nil }
-        guard let s = buffer.readString(length: n) else {
+        guard let bytes = buffer.readSlice(length: n) else {
             throw WireError.truncated(what, needed: n, available: buffer.readableBytes)
         }
-        return s
+        return try bytes.validatedUTF8String(what)
     }
 
     public mutating func string(_ what: String = "string") throws -> String {
@@ -103,7 +103,9 @@ public struct WireReader {
             throw WireError(.invalidLength(what: what, length: n))
         }
         var out: [T] = []
-        out.reserveCapacity(n)
+        // The count is bounded by the bytes present, but an element can be far larger in
+        // memory than on the wire: reserve modestly and let the array grow as elements decode.
+        out.reserveCapacity(Swift.min(n, 1024))
         for _ in 0..<n { out.append(try element(&self)) }
         return out
     }
@@ -135,10 +137,13 @@ public struct WireReader {
         return TaggedFields(fields)
     }
 
-    /// Reads a tagged struct's payload with a nested reader at the same version.
+    /// Reads a tagged struct's payload with a nested reader at the same version. The
+    /// struct must fill the payload: bytes left over would be lost on re-encoding.
     public func nested<T>(_ bytes: ByteBuffer, _ body: (inout WireReader) throws -> T) throws -> T {
         var inner = WireReader(buffer: bytes, version: version, flexible: flexible)
-        return try body(&inner)
+        let value = try body(&inner)
+        try inner.expectEnd("tagged field payload")
+        return value
     }
 
     public func expectEnd(_ what: String) throws {
@@ -149,6 +154,16 @@ public struct WireReader {
 }
 
 extension ByteBuffer {
+    /// The readable bytes as a String, which must be valid UTF-8. Decoding with repair
+    /// would silently change the bytes (and their length) when the value is written back.
+    func validatedUTF8String(_ what: String) throws -> String {
+        let s = String(decoding: readableBytesView, as: UTF8.self)
+        guard s.utf8.elementsEqual(readableBytesView) else {
+            throw WireError(.malformed("\(what) is not valid UTF-8"))
+        }
+        return s
+    }
+
     @inlinable
     mutating func readUnsignedVarint32(_ what: String) throws -> UInt32 {
         var result: UInt32 = 0

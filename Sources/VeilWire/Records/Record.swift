@@ -58,7 +58,8 @@ public struct Record: Sendable, Equatable {
             throw WireError(.invalidLength(what: "record header count", length: Int(headerCount)))
         }
         var headers: [RecordHeader] = []
-        headers.reserveCapacity(Int(headerCount))
+        // Each header takes at least 2 bytes on the wire but ~40 in memory: reserve modestly.
+        headers.reserveCapacity(min(Int(headerCount), 64))
         for _ in 0..<headerCount {
             guard var keyBytes = try readNullable(&body, "record header key") else {
                 throw WireError(.invalidRecordBatch("null record header key"))

@@ -114,12 +114,14 @@ public struct RecordBatch: Sendable, Equatable {
                 throw WireError(error)
             }
         }
-        // Every record takes at least 7 bytes, which bounds a hostile count.
-        guard Int(count) <= recordBytes.readableBytes else {
+        // Every record takes at least 7 bytes (length, attributes, timestamp delta, offset
+        // delta, key, value, header count), which bounds a hostile count.
+        guard Int(count) <= recordBytes.readableBytes / 7 else {
             throw WireError(.invalidLength(what: "record count", length: Int(count)))
         }
         var records: [Record] = []
-        records.reserveCapacity(Int(count))
+        // A record is ~100 bytes in memory for 7 on the wire: reserve modestly, grow as needed.
+        records.reserveCapacity(min(Int(count), 4096))
         for _ in 0..<count { records.append(try Record.read(from: &recordBytes)) }
         guard recordBytes.readableBytes == 0 else {
             throw WireError(.trailingBytes(what: "records of batch at offset \(baseOffset)", count: recordBytes.readableBytes))

@@ -21,18 +21,26 @@ public enum RecordSetEntry: Sendable, Equatable {
 
 /// Splits and joins record sets.
 public enum RecordSet {
+    /// Size (after the offset and size fields) of the smallest legacy magic-0 message.
+    static let minimumEntrySize: Int32 = 14
+
     /// Splits `records` into entries. Only a malformed *complete* entry is an error.
     public static func split(_ records: ByteBuffer) throws -> [RecordSetEntry] {
         var buffer = records
         var entries: [RecordSetEntry] = []
         while buffer.readableBytes > 0 {
-            guard buffer.readableBytes >= 17,
+            guard buffer.readableBytes >= 12,
                   let size = buffer.getInteger(at: buffer.readerIndex + 8, as: Int32.self)
             else {
                 entries.append(.truncated(buffer.readSlice(length: buffer.readableBytes)!))
                 break
             }
-            guard size >= 0 else { throw WireError(.invalidLength(what: "record batch length", length: Int(size))) }
+            // The smallest entry of any format is a legacy v0 message (14 bytes after the
+            // size). A smaller size is corrupt, and would put the magic byte read below
+            // outside the entry, so an entry could be classified by its neighbour's bytes.
+            guard size >= minimumEntrySize else {
+                throw WireError(.invalidLength(what: "record batch length", length: Int(size)))
+            }
             guard buffer.readableBytes >= 12 + Int(size) else {
                 entries.append(.truncated(buffer.readSlice(length: buffer.readableBytes)!))
                 break

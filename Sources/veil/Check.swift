@@ -1,0 +1,227 @@
+import ArgumentParser
+import Foundation
+import VeilConfig
+import VeilKMS
+
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Musl)
+import Musl
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
+/// `veil check`: validates a configuration file and the keyrings it names, without starting the proxy.
+struct Check: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Validate a configuration file and the keyrings it uses.",
+        discussion: """
+            Exits 0 when the configuration is valid (warnings included), 2 when it is not. \
+            Relative keyring paths are resolved against the working directory, as `veil run` does.
+            """)
+
+    @Option(name: .long, help: "The sidecar's YAML configuration file.")
+    var config: String
+
+    func run() throws {
+        let configuration: VeilConfiguration
+        do {
+            configuration = try Self.load(self.config)
+        } catch {
+            Console.error("error: \(self.config): \(error)")
+            Console.error("\(self.config) is invalid")
+            throw ExitCode(2)
+        }
+        let check = ConfigurationCheck(configuration)
+        for line in check.summary(file: self.config) { Console.out(line) }
+        for finding in check.findings { Console.error("\(finding.severity.rawValue): \(finding.path): \(finding.message)") }
+        let errors = check.findings.filter { $0.severity == .error }.count
+        let warnings = check.findings.count - errors
+        let warningCount = "\(warnings) warning\(warnings == 1 ? "" : "s")"
+        if errors > 0 {
+            Console.error("\(self.config) is invalid: \(errors) error\(errors == 1 ? "" : "s"), \(warningCount)")
+            throw ExitCode(2)
+        }
+        Console.out("\(self.config) is valid (\(warningCount))")
+    }
+
+    static func load(_ path: String) throws(CommandFailure) -> VeilConfiguration {
+        guard let data = FileManager.default.contents(atPath: path) else {
+            throw CommandFailure(
+                FileManager.default.fileExists(atPath: path)
+                    ? "cannot read the file; check its permissions"
+                    : "no such file; pass the sidecar's configuration as --config FILE")
+        }
+        do {
+            return try VeilConfiguration.parse(yaml: String(decoding: data, as: UTF8.self))
+        } catch {
+            throw CommandFailure(error.description)
+        }
+    }
+}
+
+/// What `veil check` found beyond parsing: whether every local keyring loads, and whether the
+/// keys that grants and topic policies name are in them.
+///
+/// Parsing already proved that every key reference names a configured KMS; this is the part
+/// only the keyring files can answer, which `veil run` would otherwise discover at the first
+/// produce or fetch that needs the key.
+struct ConfigurationCheck {
+    enum Severity: String {
+        case error
+        case warning
+    }
+
+    struct Finding {
+        let severity: Severity
+        /// The configuration key path the finding is about, e.g. `grants.decrypt`.
+        let path: String
+        let message: String
+    }
+
+    /// What a loaded keyring holds, by KMS name; never the material.
+    struct Keyring {
+        let path: String
+        let identity: String
+        let keyIds: Set<String>
+    }
+
+    let configuration: VeilConfiguration
+    private(set) var keyrings: [String: Keyring] = [:]
+    private(set) var findings: [Finding] = []
+
+    init(_ configuration: VeilConfiguration) {
+        self.configuration = configuration
+        for name in configuration.kms.keys.sorted() { self.load(kms: name) }
+        self.checkGrants(configuration.grants.encrypt, path: "grants.encrypt", use: "encrypt")
+        self.checkGrants(configuration.grants.decrypt, path: "grants.decrypt", use: "decrypt")
+        for (index, topic) in configuration.topics.enumerated() {
+            self.checkTopic(topic, path: "topics[\(index)]")
+        }
+    }
+
+    private mutating func load(kms name: String) {
+        guard let backend = self.configuration.kms[name]?.backend else { return }
+        switch backend {
+        case .local(let path):
+            do {
+                let keyring = try LocalKeyring(contentsOf: path)
+                self.keyrings[name] = Keyring(path: path, identity: keyring.identity, keyIds: Set(keyring.keyIds))
+            } catch {
+                let failure = CommandFailure(error, base: FileManager.default.currentDirectoryPath)
+                self.findings.append(Finding(severity: .error, path: "kms.\(name).keyring", message: failure.message))
+            }
+        }
+    }
+
+    private mutating func checkGrants(_ keys: Set<KeyReference>, path: String, use: String) {
+        for key in keys.sorted(by: { $0.description < $1.description }) {
+            guard let missing = self.missing(key) else { continue }
+            self.findings.append(
+                Finding(
+                    severity: .error, path: path,
+                    message: "key \(key) is granted but \(missing), so Veil could not \(use) with it. "
+                        + self.fix(for: key)))
+        }
+    }
+
+    private mutating func checkTopic(_ topic: TopicPolicy, path: String) {
+        guard let encrypt = topic.encrypt else { return }
+        var uses: [(path: String, key: KeyReference)] = []
+        if case .fixed(let key) = encrypt.keySource { uses.append(("\(path).encrypt.key_from.fixed", key)) }
+        for selector in encrypt.keys.keys.sorted() {
+            uses.append(("\(path).encrypt.keys.\(selector)", encrypt.keys[selector]!))
+        }
+        if let key = encrypt.defaultKey { uses.append(("\(path).encrypt.default_key", key)) }
+        for use in uses {
+            // A granted key's presence in its keyring is checked (as an error) under grants.encrypt.
+            guard !self.configuration.grants.allowsEncryption(with: use.key) else { continue }
+            var message =
+                "key \(use.key) is not in grants.encrypt, so records selected for it are refused on produce; "
+                + "that is fine if this sidecar only consumes topic \(topic.match)"
+            if let missing = self.missing(use.key) { message += "; besides, \(missing)" }
+            self.findings.append(Finding(severity: .warning, path: use.path, message: message))
+        }
+    }
+
+    /// Why `key` is unusable, or `nil` when its keyring holds it. A keyring that failed to load
+    /// was already reported, so it yields no second finding.
+    private func missing(_ key: KeyReference) -> String? {
+        guard let keyring = self.keyrings[key.kms], !keyring.keyIds.contains(key.keyId) else { return nil }
+        let held = keyring.keyIds.isEmpty ? "no keys" : "only " + keyring.keyIds.sorted().joined(separator: ", ")
+        return "keyring \(keyring.path) of kms.\(key.kms) (identity '\(keyring.identity)') has no key '\(key.keyId)'; it holds \(held)"
+    }
+
+    private func fix(for key: KeyReference) -> String {
+        let path = self.keyrings[key.kms]?.path ?? "KEYRING"
+        return "Fix: grant it with `veil keys grant --from OWNER_KEYRING --to \(path) --key \(key.keyId)`, "
+            + "or create it with `veil keys create --keyring \(path) --key \(key.keyId)`"
+    }
+
+    /// The configuration as an operator would want to confirm it, one fact per line.
+    func summary(file: String) -> [String] {
+        let c = self.configuration
+        var lines = ["config: \(file)"]
+        lines.append("identity: \(c.identity)")
+        lines.append("listen: \(c.listen) (advertised host \(c.advertisedHost))")
+        lines.append(
+            "upstream: \(c.upstream.bootstrap.map(\.description).joined(separator: ", "))"
+                + (c.upstream.tls ? " (TLS)" : " (no TLS)"))
+        let ports = c.brokerPorts
+        lines.append("broker ports: \(ports.ports.lowerBound)-\(ports.ports.upperBound) (\(ports.count))")
+        lines.append("max frame: \(c.maxFrameBytes) bytes")
+        lines.append("kms:" + (c.kms.isEmpty ? " none" : ""))
+        for name in c.kms.keys.sorted() {
+            switch c.kms[name]!.backend {
+            case .local(let path):
+                let state = self.keyrings[name].map { keyring in
+                    let count = keyring.keyIds.count
+                    return "identity '\(keyring.identity)', \(count) key\(count == 1 ? "" : "s")"
+                } ?? "not loaded"
+                lines.append("  \(name): local keyring \(path) (\(state))")
+            }
+        }
+        func list(_ keys: Set<KeyReference>) -> String {
+            keys.isEmpty ? "none" : keys.map(\.description).sorted().joined(separator: ", ")
+        }
+        lines.append("grants:")
+        lines.append("  encrypt: \(list(c.grants.encrypt))")
+        lines.append("  decrypt: \(list(c.grants.decrypt))")
+        lines.append(
+            "dek: rotate after \(c.dek.maxEncryptions) encryptions or \(c.dek.maxAgeSeconds) s; "
+                + "\(c.dek.decryptCacheEntries) unwrapped keys cached")
+        lines.append("topics:" + (c.topics.isEmpty ? " none (every topic passes through unchanged)" : ""))
+        for (index, topic) in c.topics.enumerated() {
+            lines.append("  [\(index)] \(topic.match): \(Self.describe(topic))")
+        }
+        return lines
+    }
+
+    private static func describe(_ topic: TopicPolicy) -> String {
+        var parts: [String] = []
+        if let encrypt = topic.encrypt {
+            let source: String
+            switch encrypt.keySource {
+            case .json(let field): source = "JSON field '\(field)'"
+            case .header(let name): source = "header '\(name)'"
+            case .recordKey: source = "the record key"
+            case .fixed(let key): source = "fixed \(key)"
+            }
+            var details = encrypt.keys.keys.sorted().map { "\($0) -> \(encrypt.keys[$0]!)" }
+            if let key = encrypt.defaultKey { details.append("default -> \(key)") }
+            if case .fixed = encrypt.keySource {} else { details.append("unmatched: \(encrypt.onUnmatched.rawValue)") }
+            let what = encrypt.fields.map { "fields \($0.joined(separator: ", "))" } ?? "whole value"
+            parts.append(
+                "encrypt \(what) with key from \(source)"
+                    + (details.isEmpty ? "" : " (\(details.joined(separator: "; ")))")
+                    + (encrypt.bindTopic ? "" : ", topic not bound"))
+        } else {
+            parts.append("no encryption on produce")
+        }
+        parts.append(
+            "on denied: \(topic.onDenied.rawValue)"
+                + (topic.onDenied == .redact ? " with \(topic.redactPlaceholder)" : ""))
+        parts.append(topic.requireEncrypted ? "plaintext records refused" : "plaintext records allowed")
+        return parts.joined(separator: "; ")
+    }
+}

@@ -1,0 +1,216 @@
+import ArgumentParser
+import Foundation
+import VeilKMS
+
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Musl)
+import Musl
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
+/// `veil keys`: administer local keyring files (one per identity) without ever showing key material.
+struct Keys: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Create, grant and list keys in local keyring files.",
+        discussion: """
+            A keyring file holds the key-encryption keys granted to one identity. Files are written \
+            with mode 0600 and refused when group or others can read them. Key material is never printed.
+            """,
+        subcommands: [CreateKey.self, GrantKey.self, ListKeys.self])
+}
+
+/// `veil keys create`: a new random 256-bit key in a keyring, creating the keyring if needed.
+struct CreateKey: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "create",
+        abstract: "Create a new 256-bit key in a keyring (creating the keyring file if missing).")
+
+    @Option(name: .long, help: "The keyring file.")
+    var keyring: String
+
+    @Option(name: .customLong("key"), help: "The id of the new key, as used after the '/' in KMS/KEY_ID.")
+    var keyId: String
+
+    @Option(name: .long, help: "The identity of a new keyring (default: the file name without extension).")
+    var identity: String?
+
+    func run() throws {
+        do {
+            try KeyringCommands.validateKeyId(self.keyId)
+            let created = try KeyringCommands.openOrCreate(self.keyring, identity: self.identity)
+            do {
+                try KeyringFile.createKey(self.keyId, in: self.keyring)
+            } catch {
+                // An empty keyring left behind by a failed first key would only confuse the next attempt.
+                if let created { try? KeyringCommands.removeIfEmpty(self.keyring, identity: created) }
+                throw CommandFailure(error)
+            }
+            let owner = try KeyringCommands.identity(of: self.keyring)
+            if created != nil { Console.out("created keyring \(self.keyring) for identity '\(owner)' (mode 0600)") }
+            Console.out("created key '\(self.keyId)' (AES-256) in keyring \(self.keyring) of identity '\(owner)'")
+        } catch let failure as CommandFailure {
+            Console.error("error: \(failure)")
+            throw ExitCode.failure
+        }
+    }
+}
+
+/// `veil keys grant`: copy a key into another identity's keyring, which is what grants it.
+struct GrantKey: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "grant",
+        abstract: "Copy a key from one keyring into another (creating the destination keyring if missing).")
+
+    @Option(name: .long, help: "The keyring that holds the key.")
+    var from: String
+
+    @Option(name: .long, help: "The keyring of the identity being granted the key.")
+    var to: String
+
+    @Option(name: .customLong("key"), help: "The id of the key to grant.")
+    var keyId: String
+
+    @Option(name: .long, help: "The identity of a new destination keyring (default: its file name without extension).")
+    var identity: String?
+
+    func run() throws {
+        do {
+            try KeyringCommands.validateKeyId(self.keyId)
+            if KeyringCommands.sameFile(self.from, self.to) {
+                throw CommandFailure(
+                    "--from and --to are the same keyring (\(self.to)); nothing to grant. "
+                        + "Fix: name the keyring of the identity that should receive the key as --to")
+            }
+            // Check the source first, so a typo in the key id does not leave an empty destination behind.
+            let source = try KeyringCommands.contents(of: self.from)
+            guard source.keyIds.contains(self.keyId) else {
+                let held = source.keyIds.isEmpty ? "none" : source.keyIds.joined(separator: ", ")
+                throw CommandFailure(
+                    "keyring \(self.from) has no key '\(self.keyId)' (it holds: \(held)). "
+                        + "Fix: create it with `veil keys create --keyring \(self.from) --key \(self.keyId)`, "
+                        + "or name a key it holds")
+            }
+            let created = try KeyringCommands.openOrCreate(self.to, identity: self.identity)
+            let changed: Bool
+            do {
+                changed = try KeyringFile.grant(self.keyId, from: self.from, to: self.to)
+            } catch {
+                if let created { try? KeyringCommands.removeIfEmpty(self.to, identity: created) }
+                throw CommandFailure(error)
+            }
+            let recipient = try KeyringCommands.identity(of: self.to)
+            if created != nil { Console.out("created keyring \(self.to) for identity '\(recipient)' (mode 0600)") }
+            if changed {
+                Console.out(
+                    "granted key '\(self.keyId)' of keyring \(self.from) (identity '\(source.identity)') "
+                        + "to identity '\(recipient)' in keyring \(self.to)")
+            } else {
+                Console.out("keyring \(self.to) (identity '\(recipient)') already holds key '\(self.keyId)'; nothing changed")
+            }
+        } catch let failure as CommandFailure {
+            Console.error("error: \(failure)")
+            throw ExitCode.failure
+        }
+    }
+}
+
+/// `veil keys list`: who a keyring belongs to and which key ids it holds.
+struct ListKeys: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "list",
+        abstract: "Show a keyring's identity and key ids (never key material).")
+
+    @Option(name: .long, help: "The keyring file.")
+    var keyring: String
+
+    func run() throws {
+        do {
+            let contents = try KeyringCommands.contents(of: self.keyring)
+            Console.out("keyring: \(self.keyring)")
+            Console.out("identity: \(contents.identity)")
+            Console.out("keys: \(contents.keyIds.count)")
+            for keyId in contents.keyIds { Console.out("  \(keyId)") }
+        } catch {
+            Console.error("error: \(error)")
+            throw ExitCode.failure
+        }
+    }
+}
+
+/// The steps the `keys` subcommands share, with errors already turned into operator messages.
+enum KeyringCommands {
+    static func contents(of path: String) throws(CommandFailure) -> (identity: String, keyIds: [String]) {
+        do {
+            return try KeyringFile.list(path)
+        } catch {
+            throw CommandFailure(error)
+        }
+    }
+
+    static func identity(of path: String) throws(CommandFailure) -> String {
+        try self.contents(of: path).identity
+    }
+
+    /// Makes sure a keyring exists at `path`. Returns the identity of a keyring it created, or
+    /// `nil` when one was already there; an existing keyring must belong to `identity` if given.
+    static func openOrCreate(_ path: String, identity: String?) throws(CommandFailure) -> String? {
+        if FileManager.default.fileExists(atPath: path) {
+            let existing = try self.identity(of: path)
+            if let identity, identity != existing {
+                throw CommandFailure(
+                    "keyring \(path) belongs to identity '\(existing)', not '\(identity)'. "
+                        + "Fix: drop --identity, or name the keyring file of identity '\(identity)'")
+            }
+            return nil
+        }
+        let owner = identity ?? self.defaultIdentity(for: path)
+        guard !owner.isEmpty, !owner.contains(where: { $0.isNewline }) else {
+            throw CommandFailure("cannot derive an identity from the file name \(path). Fix: pass --identity NAME")
+        }
+        do {
+            try KeyringFile.create(at: path, identity: owner)
+        } catch .alreadyExists {
+            // Someone created it between our check and our write; use theirs, as if it had been there.
+            return nil
+        } catch {
+            throw CommandFailure(error)
+        }
+        return owner
+    }
+
+    /// Removes a keyring this command just created if it is still empty, so a failed command
+    /// leaves the file system as it found it.
+    static func removeIfEmpty(_ path: String, identity: String) throws {
+        let contents = try KeyringFile.list(path)
+        if contents.identity == identity && contents.keyIds.isEmpty { try FileManager.default.removeItem(atPath: path) }
+    }
+
+    /// `keys/finance.keyring` belongs to `finance`: one file per identity, named after it.
+    static func defaultIdentity(for path: String) -> String {
+        let name = (path as NSString).lastPathComponent
+        let stem = (name as NSString).deletingPathExtension
+        return stem.isEmpty ? name : stem
+    }
+
+    /// Refuses ids that the keyring would accept but configuration could never reference.
+    static func validateKeyId(_ keyId: String) throws(CommandFailure) {
+        // Configuration rejects whitespace inside KMS/KEY_ID references, so such a key would be unusable.
+        if keyId.contains(where: \.isWhitespace) {
+            throw CommandFailure(
+                "invalid key id '\(keyId)': key ids may not contain whitespace, since configuration could not refer to them")
+        }
+        guard KeyReference(kms: "kms", keyId: keyId) != nil else {
+            throw CommandFailure(KeyringError.invalidKeyId(keyId))
+        }
+    }
+
+    /// Whether two paths name the same existing file (also through links or `./` spellings).
+    static func sameFile(_ a: String, _ b: String) -> Bool {
+        var first = stat()
+        var second = stat()
+        guard stat(a, &first) == 0, stat(b, &second) == 0 else { return false }
+        return first.st_dev == second.st_dev && first.st_ino == second.st_ino
+    }
+}
