@@ -131,7 +131,11 @@ struct FetchDecryption {
                 }
                 var keep: [Record] = []
                 keep.reserveCapacity(batch.records.count)
+                // Plaintexts go into one buffer, sliced only once all are written, so the
+                // buffer is never shared while it grows (which would copy it per record).
                 var plaintext = ByteBuffer()
+                plaintext.reserveCapacity(entry.bytes.readableBytes * 2)
+                var opened: [(keepIndex: Int, start: Int, length: Int)] = []
                 var batchChanged = false
                 for (record, verdict) in zip(batch.records, verdicts) {
                     switch verdict {
@@ -146,9 +150,8 @@ struct FetchDecryption {
                             do {
                                 try decryptor.open(record.value!, header: header, key: key, topic: plan.topic,
                                                    fieldPath: Envelope.wholeValue, into: &plaintext)
-                                var r = record
-                                r.value = plaintext.getSlice(at: start, length: plaintext.writerIndex - start)
-                                keep.append(r)
+                                opened.append((keep.count, start, plaintext.writerIndex - start))
+                                keep.append(record)
                                 batchChanged = true
                                 counters.decrypted.add(1, ordering: .relaxed)
                                 continue
@@ -179,6 +182,7 @@ struct FetchDecryption {
                     records.writeImmutableBuffer(entry.bytes)
                     continue
                 }
+                for o in opened { keep[o.keepIndex].value = plaintext.getSlice(at: o.start, length: o.length) }
                 // Offsets, producer state and timestamps stay; a batch whose records were all
                 // dropped keeps its header, so consumers still advance past its offsets.
                 batch.records = keep
