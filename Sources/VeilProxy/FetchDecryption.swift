@@ -22,7 +22,9 @@ struct FetchDecryption {
         case keep
         case open(EnvelopeHeader)
         /// The reason is for reading code and debugging; it is never sent to the client.
-        case deny(reason: String)
+        /// `storedIsPlaintext` marks a refused plaintext record: the `ciphertext` rule has
+        /// no ciphertext to hand over for it, so it is dropped instead.
+        case deny(reason: String, storedIsPlaintext: Bool = false)
     }
 
     struct PlannedBatch {
@@ -100,7 +102,7 @@ struct FetchDecryption {
             if policy.requireEncrypted {
                 counters.plaintextRefused.add(1, ordering: .relaxed)
                 log.warning("plaintext:\(topic)", "topic \(topic): plaintext record refused (require_encrypted); possible injection")
-                return .deny(reason: "plaintext on an encrypted topic")
+                return .deny(reason: "plaintext on an encrypted topic", storedIsPlaintext: true)
             }
             return .keep
         }
@@ -138,12 +140,13 @@ struct FetchDecryption {
                 var opened: [(keepIndex: Int, start: Int, length: Int)] = []
                 var batchChanged = false
                 for (record, verdict) in zip(batch.records, verdicts) {
+                    var storedIsPlaintext = false
                     switch verdict {
                     case .keep:
                         keep.append(record)
                         continue
-                    case .deny:
-                        break
+                    case .deny(_, let plaintext):
+                        storedIsPlaintext = plaintext
                     case .open(let header):
                         if case .hit(let key) = unwrapped.lookup(header.keyID) {
                             let start = plaintext.writerIndex
@@ -172,7 +175,7 @@ struct FetchDecryption {
                         keep.append(r)
                         batchChanged = true
                     case .ciphertext:
-                        keep.append(record)
+                        if storedIsPlaintext { batchChanged = true } else { keep.append(record) }
                     case .error:
                         partitionError = true
                         keep.append(record)

@@ -111,6 +111,9 @@ struct ConfigurationCheck {
                 let failure = CommandFailure(error, base: FileManager.default.currentDirectoryPath)
                 self.findings.append(Finding(severity: .error, path: "kms.\(name).keyring", message: failure.message))
             }
+        case .awsKMS:
+            // An AWS key is checked by the KMS itself at the first data key; nothing to load here.
+            break
         }
     }
 
@@ -179,6 +182,8 @@ struct ConfigurationCheck {
                     return "identity '\(keyring.identity)', \(count) key\(count == 1 ? "" : "s")"
                 } ?? "not loaded"
                 lines.append("  \(name): local keyring \(path) (\(state))")
+            case .awsKMS(let region, let endpoint, let profile):
+                lines.append("  \(name): AWS KMS \(region)\(endpoint.map { " at \($0)" } ?? "")\(profile.map { ", profile \($0)" } ?? "")")
             }
         }
         func list(_ keys: Set<KeyReference>) -> String {

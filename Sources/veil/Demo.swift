@@ -28,6 +28,11 @@ struct Demo: AsyncParsableCommand {
 
     func run() async throws {
         bootstrapLogging(.warning)
+        // Ctrl-C or SIGTERM at any point stops the broker the demo started, then exits.
+        SignalWaiter.onTermination {
+            ChildProcesses.shared.killAll()
+            Glibc.exit(130)
+        }
         let logger = Logger(label: "veil-demo")
         let workDirectory = dir ?? (NSTemporaryDirectory() + "veil-demo-\(getpid())")
         let scenario = DemoScenario(workDirectory: workDirectory, recordsPerDepartment: records, logger: logger)
