@@ -811,11 +811,6 @@ def test_dek_rotation_by_age(env):
     assert_view("finance consumer after rotation by age", got_view(got), view(w.records, pos, lambda i: True))
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "Veil bug: RecordEncryption.filterProduce takes one ActiveDataKey per key reference per Produce "
-    "request (DataKeyCache.current(for:) is checked once, before sealing), so ProduceEncryption.seal "
-    "seals a whole batch under it: a batch of 35 records uses one DEK 35 times although "
-    "dek.max_encryptions is 10 (docs/FORMAT.md: 'retires a DEK after maxEncryptions records')"))
 def test_dek_rotation_within_one_batch(env):
     """max_encryptions 10, 35 records in one batch: no DEK may seal more than 10 of them."""
     client = "confluent"
@@ -1035,10 +1030,6 @@ def test_plaintext_injection(env, client, rule):
     _injection(env, client, topic, rule, run)
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "Veil bug: FetchDecryption.verdict denies a plaintext record under require_encrypted, but apply() then "
-    "applies on_denied, and .ciphertext keeps the record 'as stored', so the injected plaintext reaches the "
-    "application as if it had been decrypted"))
 def test_plaintext_injection_ciphertext_rule(env, client):
     """Under on_denied: ciphertext too, an injected plaintext record must not be delivered."""
     run = tag()
@@ -1233,11 +1224,6 @@ def test_veil_demo_serve(tmp_path):
     assert not left, f"veil demo --serve left its broker running after SIGINT (pids {left})"
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "Veil bug (veil demo): interrupting the scenario (SIGINT to its process group, or SIGTERM) ends the demo "
-    "without stopping its Tansu broker, which runs in its own session (Foundation Process: pgid == its pid), "
-    "so the broker is left running; Sources/veil/Demo.swift only handles signals in --serve. Also seen: a few "
-    "seconds into a long scenario SIGINT/SIGQUIT are ignored (SigIgn 0x1006), so Ctrl-C does nothing"))
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
 def test_veil_demo_interrupted_stops_its_broker(tmp_path, sig):
     """Interrupting `veil demo` mid-scenario (to its process group, as a terminal does) ends it within 15 s
