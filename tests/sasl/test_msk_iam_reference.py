@@ -1,9 +1,13 @@
 """The AWS_MSK_IAM worked example: the independent Python reference reproduces every value
 that docs/SECURITY.md shows and Tests/VeilSASLTests/MSKIAMTests.swift checks Veil against."""
 
+import sys
 from pathlib import Path
 
-from msk_iam_reference import EXAMPLE, build
+# The reference sits beside this test as a plain module (no conftest: the interop suite
+# has one named the same, and both directories may be collected in one run).
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from msk_iam_reference import EXAMPLE, build  # noqa: E402
 
 DOC = (Path(__file__).resolve().parents[2] / "docs" / "SECURITY.md").read_text()
 SWIFT = (Path(__file__).resolve().parents[2] / "Tests" / "VeilSASLTests" / "MSKIAMTests.swift").read_text()
