@@ -34,6 +34,10 @@ let package = Package(
             dependencies: ["CVeilCRC32C", "VeilCompression", .product(name: "NIOCore", package: "swift-nio")],
             swiftSettings: strict),
         .target(
+            name: "VeilJSON",
+            dependencies: [.product(name: "NIOCore", package: "swift-nio")],
+            swiftSettings: strict),
+        .target(
             name: "VeilKMS",
             dependencies: [
                 "COpenSSL", .product(name: "NIOCore", package: "swift-nio"),
@@ -49,12 +53,12 @@ let package = Package(
             swiftSettings: strict),
         .target(
             name: "VeilConfig",
-            dependencies: ["Yams", "VeilKMS"],
+            dependencies: ["Yams", "VeilKMS", "VeilJSON"],
             swiftSettings: strict),
         .target(
             name: "VeilProxy",
             dependencies: [
-                "VeilWire", "VeilEnvelope", "VeilConfig", "VeilKMS",
+                "VeilWire", "VeilEnvelope", "VeilConfig", "VeilKMS", "VeilJSON",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
@@ -93,7 +97,11 @@ let package = Package(
             name: "VeilEnvelopeTests",
             dependencies: ["VeilEnvelope", "VeilKMS", .product(name: "NIOCore", package: "swift-nio")],
             swiftSettings: strict),
-        .testTarget(name: "VeilProxyTests", dependencies: ["VeilProxy", "VeilConfig"], swiftSettings: strict),
+        .testTarget(
+            name: "VeilProxyTests",
+            dependencies: ["VeilProxy", "VeilConfig", "VeilEnvelope", "VeilKMS", "VeilJSON", "VeilWire"],
+            swiftSettings: strict),
+        .testTarget(name: "VeilJSONTests", dependencies: ["VeilJSON"], swiftSettings: strict),
         .testTarget(name: "VeilConfigTests", dependencies: ["VeilConfig"], swiftSettings: strict),
     ]
 )

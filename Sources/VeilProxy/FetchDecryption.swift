@@ -1,6 +1,7 @@
 import NIOCore
 import VeilConfig
 import VeilEnvelope
+import VeilJSON
 import VeilKMS
 import VeilWire
 
@@ -13,6 +14,7 @@ import VeilWire
 struct FetchDecryption {
     let configuration: VeilConfiguration
     let unwrapped: UnwrappedKeyCache
+    let deterministic: DeterministicKeyCache
     let counters: RecordCounters
     let log: OnceLog
     let maxUncompressedBytes: Int
@@ -28,6 +30,8 @@ struct FetchDecryption {
     struct PlannedBatch {
         var batch: RecordBatch
         var verdicts: [Verdict]
+        /// Per record: its individually encrypted parts (fields, headers, key), if any.
+        var parts: [PartwiseDecryption.RecordParts?]
     }
 
     struct PlannedPartition {
@@ -36,17 +40,24 @@ struct FetchDecryption {
         var topic: String
         var policy: TopicPolicy
         var entries: [(entry: RecordSetEntry, planned: PlannedBatch?)]
+        var partwise: PartwiseDecryption
     }
 
     /// Decodes what needs decrypting and lists data keys the cache does not hold yet.
-    func plan(_ response: FetchResponse) -> (planned: [PlannedPartition], missing: [EnvelopeKeyID]) {
+    func plan(_ response: FetchResponse) -> (planned: [PlannedPartition], missing: [EnvelopeKeyID], missingDeterministic: [KeyReference]) {
         var planned: [PlannedPartition] = []
         var missing: [EnvelopeKeyID: Void] = [:]
+        var missingDeterministic = Set<KeyReference>()
+        var hits = EncryptedFieldHits()
         for (ti, topic) in response.topics.enumerated() {
             guard let policy = configuration.policy(forTopic: topic.topic) else { continue }
             for (pi, partition) in topic.partitions.enumerated() {
                 guard let records = partition.records, records.readableBytes > 0 else { continue }
-                var plan = PlannedPartition(topicIndex: ti, partitionIndex: pi, topic: topic.topic, policy: policy, entries: [])
+                let partwise = PartwiseDecryption(
+                    topic: topic.topic, policy: policy, grants: configuration.grants, unwrapped: unwrapped, deterministic: deterministic,
+                    counters: counters, log: log)
+                var plan = PlannedPartition(topicIndex: ti, partitionIndex: pi, topic: topic.topic, policy: policy, entries: [],
+                                            partwise: partwise)
                 let entries: [RecordSetEntry]
                 do {
                     entries = try RecordSet.split(records)
@@ -75,15 +86,25 @@ struct FetchDecryption {
                     }
                     var verdicts: [Verdict] = []
                     verdicts.reserveCapacity(batch.records.count)
+                    var parts: [PartwiseDecryption.RecordParts?] = []
+                    var decoded = ByteBuffer()
                     for record in batch.records {
-                        verdicts.append(verdict(for: record, topic: topic.topic, policy: policy, missing: &missing))
+                        let recordParts = partwise.plan(record, decoded: &decoded, scratch: &hits, missing: &missing,
+                                                        missingDeterministic: &missingDeterministic)
+                        if let recordParts, recordParts.fieldLevel {
+                            // A field-level record is JSON by design; its fields are judged one by one.
+                            verdicts.append(recordParts.malformed ? .deny(reason: "malformed field-level record") : .keep)
+                        } else {
+                            verdicts.append(verdict(for: record, topic: topic.topic, policy: policy, missing: &missing))
+                        }
+                        parts.append(recordParts)
                     }
-                    plan.entries.append((entry, PlannedBatch(batch: batch, verdicts: verdicts)))
+                    plan.entries.append((entry, PlannedBatch(batch: batch, verdicts: verdicts, parts: parts)))
                 }
                 planned.append(plan)
             }
         }
-        return (planned, Array(missing.keys))
+        return (planned, Array(missing.keys), Array(missingDeterministic))
     }
 
     private func verdict(for record: Record, topic: String, policy: TopicPolicy, missing: inout [EnvelopeKeyID: Void]) -> Verdict {
@@ -125,18 +146,33 @@ struct FetchDecryption {
             var partitionError = false
             let placeholder = ByteBuffer(string: plan.policy.redactPlaceholder)
             for (entry, plannedBatch) in plan.entries {
-                guard var batch = plannedBatch?.batch, let verdicts = plannedBatch?.verdicts else {
+                guard var batch = plannedBatch?.batch, let verdicts = plannedBatch?.verdicts, let parts = plannedBatch?.parts else {
                     records.writeImmutableBuffer(entry.bytes)
                     continue
                 }
                 var keep: [Record] = []
                 keep.reserveCapacity(batch.records.count)
                 var plaintext = ByteBuffer()
+                var partScratch = ByteBuffer()
                 var batchChanged = false
-                for (record, verdict) in zip(batch.records, verdicts) {
+                for (n, (record, verdict)) in zip(batch.records, verdicts).enumerated() {
+                    // Records with individually encrypted parts get them decrypted or denied
+                    // after the whole-value decision.
+                    func keepRecord(_ record: Record) {
+                        guard let recordParts = parts[n] else { return keep.append(record) }
+                        var record = record
+                        switch plan.partwise.apply(recordParts, to: &record, output: &plaintext, scratch: &partScratch) {
+                        case .done:
+                            keep.append(record)
+                            batchChanged = true
+                        case .partitionError:
+                            partitionError = true
+                            keep.append(record)
+                        }
+                    }
                     switch verdict {
                     case .keep:
-                        keep.append(record)
+                        keepRecord(record)
                         continue
                     case .deny:
                         break
@@ -148,7 +184,7 @@ struct FetchDecryption {
                                                    fieldPath: Envelope.wholeValue, into: &plaintext)
                                 var r = record
                                 r.value = plaintext.getSlice(at: start, length: plaintext.writerIndex - start)
-                                keep.append(r)
+                                keepRecord(r)
                                 batchChanged = true
                                 counters.decrypted.add(1, ordering: .relaxed)
                                 continue
@@ -166,10 +202,10 @@ struct FetchDecryption {
                     case .redact:
                         var r = record
                         r.value = placeholder
-                        keep.append(r)
+                        keepRecord(r)
                         batchChanged = true
                     case .ciphertext:
-                        keep.append(record)
+                        keepRecord(record)
                     case .error:
                         partitionError = true
                         keep.append(record)

@@ -1,0 +1,293 @@
+import NIOCore
+import VeilConfig
+import VeilEnvelope
+import VeilJSON
+import VeilKMS
+import VeilWire
+
+/// Decrypts, on fetch, the parts of records that were encrypted one by one (JSON fields,
+/// headers, the record key), and applies the topic's `on_denied_field` rule to the parts this
+/// identity may not read.
+///
+/// A decrypted field is the producer's exact JSON text, so numbers stay numbers and objects
+/// stay objects; every byte outside the edited fields is left as it was.
+struct PartwiseDecryption {
+    let topic: String
+    let policy: TopicPolicy
+    let grants: Grants
+    let unwrapped: UnwrappedKeyCache
+    let deterministic: DeterministicKeyCache
+    let counters: RecordCounters
+    let log: OnceLog
+
+    /// What to do with one encrypted field or header.
+    enum Verdict {
+        /// Decrypt with the data key this header names (cached, or filled before applying).
+        case open(EnvelopeHeader)
+        /// Not decryptable by this identity (no grant, KMS refusal, no record id).
+        case deny
+        /// Malformed envelope: never plaintext, counted as tampering.
+        case tampered
+    }
+
+    /// The encrypted parts of one record.
+    struct RecordParts {
+        /// The record id from the marker header; nil if the marker is malformed.
+        var id: [UInt8]?
+        var markerIndex: Int?
+        /// The value is a field-level JSON document (a marker and no envelope).
+        var fieldLevel = false
+        /// A field-level value that is no longer valid JSON: the whole record is denied.
+        var malformed = false
+        var hits: [EncryptedFieldHits.Hit] = []
+        var locations: [UInt8] = []
+        /// Per hit: its decoded envelope and verdict; nil for a string that only looks like
+        /// an encrypted field (not an envelope), which stays as it is.
+        var fields: [(envelope: ByteBuffer, verdict: Verdict)?] = []
+        var headers: [(index: Int, verdict: Verdict)] = []
+        var key: (header: DeterministicHeader?, allowed: Bool)?
+    }
+
+    /// Finds the encrypted parts of `record`; nil when it has none. Data keys to unwrap are
+    /// added to `missing`, record-key keys to derive to `missingDeterministic`.
+    func plan(_ record: Record, decoded: inout ByteBuffer, scratch: inout EncryptedFieldHits,
+              missing: inout [EnvelopeKeyID: Void], missingDeterministic: inout Set<KeyReference>) -> RecordParts? {
+        var parts = RecordParts()
+        var any = false
+        if let markerIndex = record.headers.lastIndex(where: { $0.key == RecordMarker.name }) {
+            any = true
+            parts.markerIndex = markerIndex
+            parts.id = RecordMarker.id(record.headers[markerIndex].value)
+            if parts.id == nil {
+                counters.tampered.add(1, ordering: .relaxed)
+                log.warning("marker:\(topic)", "topic \(topic): a record carries a malformed \(RecordMarker.name) header; its encrypted parts are denied")
+            }
+            if let value = record.value, !Self.startsWith(value, Envelope.magic) {
+                parts.fieldLevel = true
+                let found = value.withUnsafeReadableBytes { bytes in
+                    Result { () throws(JSONSyntaxError) in try scratch.find(prefix: EncryptedField.prefix, in: bytes) }
+                }
+                if case .failure(let error) = found {
+                    parts.malformed = true
+                    counters.tampered.add(1, ordering: .relaxed)
+                    log.warning("json:\(topic)", "topic \(topic): a field-level record is not valid JSON (\(error)); the record is denied")
+                } else {
+                    parts.hits = scratch.hits
+                    parts.locations = scratch.locations
+                    parts.fields.reserveCapacity(scratch.hits.count)
+                    for hit in scratch.hits {
+                        parts.fields.append(decodeField(value, hit, id: parts.id, into: &decoded, missing: &missing))
+                    }
+                }
+            }
+            for (index, header) in record.headers.enumerated() where index != markerIndex {
+                guard let value = header.value, Self.startsWith(value, Envelope.magic) else { continue }
+                parts.headers.append((index, verdict(value, id: parts.id, missing: &missing)))
+            }
+        }
+        if let key = record.key, Self.startsWith(key, DeterministicEnvelope.magic) {
+            any = true
+            do {
+                let header = try DeterministicHeader.parse(key)
+                let allowed = header.map { grants.allowsDecryption(with: $0.reference) } ?? false
+                if let header, allowed, case .miss = deterministic.lookup(header.reference) {
+                    missingDeterministic.insert(header.reference)
+                }
+                parts.key = (header, allowed)
+            } catch {
+                counters.tampered.add(1, ordering: .relaxed)
+                parts.key = (nil, false)
+            }
+        }
+        return any ? parts : nil
+    }
+
+    private func decodeField(_ value: ByteBuffer, _ hit: EncryptedFieldHits.Hit, id: [UInt8]?, into decoded: inout ByteBuffer,
+                             missing: inout [EnvelopeKeyID: Void]) -> (envelope: ByteBuffer, verdict: Verdict)? {
+        let count = hit.payload.count
+        guard let decodedCount = Base64URL.decodedCount(count) else { return nil }
+        let start = decoded.writerIndex
+        var ok = false
+        value.withUnsafeReadableBytes { bytes in
+            decoded.writeWithUnsafeMutableBytes(minimumWritableBytes: decodedCount) { out in
+                ok = Base64URL.decode(UnsafeRawBufferPointer(rebasing: bytes[hit.payload]),
+                                      into: UnsafeMutableRawBufferPointer(rebasing: out[0..<decodedCount]))
+                return ok ? decodedCount : 0
+            }
+        }
+        // Not base64url, or not an envelope: a plaintext string that happens to share the prefix.
+        guard ok, let envelope = decoded.getSlice(at: start, length: decodedCount), Self.startsWith(envelope, Envelope.magic)
+        else { return nil }
+        return (envelope, verdict(envelope, id: id, missing: &missing))
+    }
+
+    private func verdict(_ envelope: ByteBuffer, id: [UInt8]?, missing: inout [EnvelopeKeyID: Void]) -> Verdict {
+        let header: EnvelopeHeader
+        do {
+            guard let parsed = try EnvelopeHeader.parse(envelope) else { return .tampered }
+            header = parsed
+        } catch {
+            counters.tampered.add(1, ordering: .relaxed)
+            log.warning("malformed-part:\(topic)", "topic \(topic): an encrypted field or header is malformed (\(error)); never delivered as plaintext")
+            return .tampered
+        }
+        guard id != nil, let reference = try? header.keyID.reference(), grants.allowsDecryption(with: reference) else {
+            return .deny
+        }
+        switch unwrapped.lookup(header.keyID) {
+        case .hit: break
+        case .denied: return .deny
+        case .miss: missing[header.keyID] = ()
+        }
+        return .open(header)
+    }
+
+    /// How applying a record's parts ended.
+    enum Outcome {
+        case done
+        /// A part was denied under `on_denied_field: error`: the partition fails.
+        case partitionError
+    }
+
+    /// Decrypts or denies every part of `record`, writing new values into `output`.
+    func apply(_ parts: RecordParts, to record: inout Record, output: inout ByteBuffer, scratch: inout ByteBuffer) -> Outcome {
+        let decryptor = EnvelopeDecryptor()
+        let rule = policy.onDeniedField
+        var ciphertextLeft = false
+        var aadPath: [UInt8] = []
+
+        func open(_ envelope: ByteBuffer, _ header: EnvelopeHeader, location: some Sequence<UInt8>, into buffer: inout ByteBuffer) -> Bool {
+            guard let id = parts.id, case .hit(let key) = unwrapped.lookup(header.keyID) else { return false }
+            aadPath.removeAll(keepingCapacity: true)
+            aadPath += id
+            aadPath += location
+            do {
+                try withBytes(aadPath) { (path) throws(EnvelopeError) in
+                    try decryptor.open(envelope, header: header, key: key, topic: topic, fieldPathBytes: path, into: &buffer)
+                }
+                return true
+            } catch {
+                counters.tampered.add(1, ordering: .relaxed)
+                log.warning("open-part:\(topic):\(header.keyID)",
+                            "topic \(topic): an encrypted field or header failed authentication (\(error)); never delivered as plaintext")
+                return false
+            }
+        }
+
+        // The value: one forward pass of edits.
+        if parts.fieldLevel, !parts.hits.isEmpty, let value = record.value {
+            enum Edit { case replace(Range<Int>, ByteBuffer), cut(Range<Int>) }
+            var edits: [Edit] = []
+            var removed: [Int] = []
+            let placeholder = ByteBuffer(string: policy.fieldPlaceholder)
+            let null = ByteBuffer(string: "null")
+            scratch.clear()
+            for (i, field) in parts.fields.enumerated() {
+                guard let field else { continue }
+                let hit = parts.hits[i]
+                if case .open(let header) = field.verdict {
+                    let start = scratch.writerIndex
+                    if open(field.envelope, header, location: parts.locations[hit.location], into: &scratch) {
+                        edits.append(.replace(hit.value, scratch.getSlice(at: start, length: scratch.writerIndex - start)!))
+                        counters.partsDecrypted.add(1, ordering: .relaxed)
+                        continue
+                    }
+                }
+                counters.partsDenied.add(1, ordering: .relaxed)
+                switch rule {
+                case .remove: removed.append(i)
+                case .null: edits.append(.replace(hit.value, null))
+                case .redact: edits.append(.replace(hit.value, placeholder))
+                case .ciphertext: ciphertextLeft = true
+                case .error: return .partitionError
+                }
+            }
+            for cut in JSONRemoval.ranges(hits: parts.hits, removed: removed) { edits.append(.cut(cut)) }
+            if !edits.isEmpty {
+                edits.sort { a, b in
+                    func start(_ e: Edit) -> Int { switch e { case .replace(let r, _), .cut(let r): r.lowerBound } }
+                    return start(a) < start(b)
+                }
+                let begin = output.writerIndex
+                value.withUnsafeReadableBytes { bytes in
+                    var copied = 0
+                    for edit in edits {
+                        switch edit {
+                        case .replace(let range, let replacement):
+                            output.writeBytes(UnsafeRawBufferPointer(rebasing: bytes[copied..<range.lowerBound]))
+                            output.writeImmutableBuffer(replacement)
+                            copied = range.upperBound
+                        case .cut(let range):
+                            output.writeBytes(UnsafeRawBufferPointer(rebasing: bytes[copied..<range.lowerBound]))
+                            copied = range.upperBound
+                        }
+                    }
+                    output.writeBytes(UnsafeRawBufferPointer(rebasing: bytes[copied...]))
+                }
+                record.value = output.getSlice(at: begin, length: output.writerIndex - begin)
+            }
+        }
+
+        // Headers; removals are applied last so indices stay valid meanwhile.
+        var removedHeaders: [Int] = []
+        for (index, verdict) in parts.headers {
+            let header = record.headers[index]
+            if case .open(let envelopeHeader) = verdict, let value = header.value {
+                let start = output.writerIndex
+                let location = JSONLocation.headerPrefix + Array(header.key.utf8)
+                if open(value, envelopeHeader, location: location, into: &output) {
+                    record.headers[index].value = output.getSlice(at: start, length: output.writerIndex - start)
+                    counters.partsDecrypted.add(1, ordering: .relaxed)
+                    continue
+                }
+            }
+            counters.partsDenied.add(1, ordering: .relaxed)
+            switch rule {
+            case .remove: removedHeaders.append(index)
+            case .null: record.headers[index].value = nil
+            case .redact: record.headers[index].value = ByteBuffer(string: policy.fieldPlaceholder)
+            case .ciphertext: ciphertextLeft = true
+            case .error: return .partitionError
+            }
+        }
+
+        // The record key: a key cannot be removed without changing what the record means, so
+        // a denied key stays as its deterministic ciphertext (except under `error`).
+        if let (header, allowed) = parts.key {
+            var opened = false
+            if let header, allowed, case .hit(let key) = deterministic.lookup(header.reference), let ciphertext = record.key {
+                let start = output.writerIndex
+                do {
+                    try key.open(ciphertext, header: header, topic: topic, into: &output)
+                    record.key = output.getSlice(at: start, length: output.writerIndex - start)
+                    counters.partsDecrypted.add(1, ordering: .relaxed)
+                    opened = true
+                } catch {
+                    counters.tampered.add(1, ordering: .relaxed)
+                    log.warning("open-key:\(topic)", "topic \(topic): an encrypted record key failed authentication (\(error))")
+                }
+            }
+            if !opened {
+                counters.partsDenied.add(1, ordering: .relaxed)
+                if rule == .error { return .partitionError }
+                ciphertextLeft = true
+            }
+        }
+
+        // The marker is Veil's, not the application's; it stays only while some ciphertext in
+        // the record still needs it to be decrypted later.
+        if let markerIndex = parts.markerIndex, !ciphertextLeft { removedHeaders.append(markerIndex) }
+        if !removedHeaders.isEmpty {
+            removedHeaders.sort(by: >)
+            for index in removedHeaders { record.headers.remove(at: index) }
+        }
+        return .done
+    }
+
+    static func startsWith(_ buffer: ByteBuffer, _ magic: [UInt8]) -> Bool {
+        guard buffer.readableBytes >= magic.count else { return false }
+        return buffer.withUnsafeReadableBytes { bytes in
+            bytes[0] == magic[0] && bytes[1] == magic[1] && bytes[2] == magic[2] && bytes[3] == magic[3]
+        }
+    }
+}
