@@ -146,11 +146,19 @@ extension TopicPolicy {
             ]) ?? .drop,
             redactPlaceholder: try fields["redact_placeholder"]?.string() ?? Self.defaultRedactPlaceholder,
             requireEncrypted: try fields["require_encrypted"]?.bool() ?? true,
-            onDeniedField: try fields["on_denied_field"]?.choice([
-                "remove": DeniedFieldAction.remove, "null": .null, "redact": .redact, "ciphertext": .ciphertext,
-                "error": .error,
-            ]),
+            onDeniedField: try Self.deniedFieldAction(fields),
             fieldPlaceholder: placeholder ?? Self.defaultFieldPlaceholder)
+    }
+}
+
+extension TopicPolicy {
+    /// `on_denied_field`; a bare YAML `null` means the `null` rule, not "absent".
+    fileprivate static func deniedFieldAction(_ fields: ConfigMapping) throws(ConfigurationError) -> DeniedFieldAction? {
+        guard let entry = fields.entries.first(where: { $0.key.value == "on_denied_field" }) else { return nil }
+        if entry.value.isNull { return .null }
+        return try entry.value.choice([
+            "remove": DeniedFieldAction.remove, "null": .null, "redact": .redact, "ciphertext": .ciphertext, "error": .error,
+        ])
     }
 }
 

@@ -268,9 +268,9 @@ struct PartwiseDecryption {
                 }
             }
             if !opened {
+                // The marker is not needed for it: record keys are not bound to the record id.
                 counters.partsDenied.add(1, ordering: .relaxed)
                 if rule == .error { return .partitionError }
-                ciphertextLeft = true
             }
         }
 
