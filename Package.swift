@@ -15,6 +15,7 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.8.2"),
         .package(url: "https://github.com/apple/swift-log.git", from: "1.16.2"),
         .package(url: "https://github.com/jpsim/Yams.git", from: "6.2.2"),
+        .package(url: "https://github.com/swift-server/async-http-client.git", from: "1.37.0"),
     ],
     targets: [
         // C libraries from Debian (zlib1g-dev, libsnappy-dev, liblz4-dev, libzstd-dev, libssl-dev).
@@ -42,6 +43,17 @@ let package = Package(
             dependencies: [
                 "COpenSSL", .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
+            ],
+            swiftSettings: strict),
+        .target(
+            name: "VeilAWSKMS",
+            dependencies: [
+                "COpenSSL", "VeilKMS",
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+                .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
             ],
             swiftSettings: strict),
         .target(
@@ -93,6 +105,17 @@ let package = Package(
             name: "VeilWireTests", dependencies: ["VeilWire"],
             resources: [.copy("Fixtures")], swiftSettings: strict),
         .testTarget(name: "VeilKMSTests", dependencies: ["VeilKMS"], swiftSettings: strict),
+        .testTarget(
+            name: "VeilAWSKMSTests",
+            dependencies: [
+                "VeilAWSKMS", "VeilKMS", "VeilEnvelope",
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            resources: [.copy("Fixtures")], swiftSettings: strict),
         .testTarget(
             name: "VeilEnvelopeTests",
             dependencies: ["VeilEnvelope", "VeilKMS", .product(name: "NIOCore", package: "swift-nio")],

@@ -17,9 +17,13 @@ public enum KMSBackend: Hashable, Sendable {
     /// Keys held in a local keyring file, the embedded default. A relative path is resolved
     /// against the process's working directory.
     case local(keyring: String)
+    /// AWS KMS in `region`, at `endpoint` when given (a VPC endpoint, a test server) and otherwise
+    /// the region's public endpoint, with credentials from `profile` when given and otherwise from
+    /// the default chain (environment, shared profile, ECS task role).
+    case awsKMS(region: String, endpoint: String?, profile: String?)
 
     /// The `type:` values the parser accepts, for error messages.
-    static let typeNames = ["local"]
+    static let typeNames = ["local", "aws-kms"]
 }
 
 extension KMSConfiguration {
@@ -30,6 +34,24 @@ extension KMSConfiguration {
         case "local":
             let fields = try node.mapping(allowed: ["type", "keyring"])
             self.init(name: name, backend: .local(keyring: try fields.required("keyring").nonEmptyString()))
+        case "aws-kms":
+            let fields = try node.mapping(allowed: ["type", "region", "endpoint", "profile"])
+            let regionNode = try fields.required("region")
+            let region = try regionNode.nonEmptyString()
+            // Region names end up in a host name and the request signature; reject typos here.
+            guard region.utf8.allSatisfy({ (0x61...0x7A).contains($0) || (0x30...0x39).contains($0) || $0 == UInt8(ascii: "-") }) else {
+                throw regionNode.error("expected an AWS region name like us-east-1, got '\(region)'")
+            }
+            var endpoint: String?
+            if let endpointNode = fields["endpoint"] {
+                let value = try endpointNode.nonEmptyString()
+                guard value.hasPrefix("https://") || value.hasPrefix("http://") else {
+                    throw endpointNode.error("expected an http:// or https:// URL, got '\(value)'")
+                }
+                endpoint = value
+            }
+            let profile = try fields["profile"].map { node throws(ConfigurationError) in try node.nonEmptyString() }
+            self.init(name: name, backend: .awsKMS(region: region, endpoint: endpoint, profile: profile))
         default:
             throw ConfigurationError(
                 path: "\(node.path).type",

@@ -87,9 +87,8 @@ struct FetchDecryption {
                     var verdicts: [Verdict] = []
                     verdicts.reserveCapacity(batch.records.count)
                     var parts: [PartwiseDecryption.RecordParts?] = []
-                    var decoded = ByteBuffer()
                     for record in batch.records {
-                        let recordParts = partwise.plan(record, decoded: &decoded, scratch: &hits, missing: &missing,
+                        let recordParts = partwise.plan(record, scratch: &hits, missing: &missing,
                                                         missingDeterministic: &missingDeterministic)
                         if let recordParts, recordParts.fieldLevel {
                             // A field-level record is JSON by design; its fields are judged one by one.
@@ -152,8 +151,11 @@ struct FetchDecryption {
                 }
                 var keep: [Record] = []
                 keep.reserveCapacity(batch.records.count)
+                // Plaintexts go into one buffer, sliced only once all are written, so the
+                // buffer is never shared while it grows (which would copy it per record).
                 var plaintext = ByteBuffer()
-                var partScratch = ByteBuffer()
+                plaintext.reserveCapacity(entry.bytes.readableBytes * 2)
+                var opened: [(keepIndex: Int, start: Int, length: Int)] = []
                 var batchChanged = false
                 for (n, (record, verdict)) in zip(batch.records, verdicts).enumerated() {
                     // Records with individually encrypted parts get them decrypted or denied
@@ -161,7 +163,7 @@ struct FetchDecryption {
                     func keepRecord(_ record: Record) {
                         guard let recordParts = parts[n] else { return keep.append(record) }
                         var record = record
-                        switch plan.partwise.apply(recordParts, to: &record, output: &plaintext, scratch: &partScratch) {
+                        switch plan.partwise.apply(recordParts, to: &record) {
                         case .done:
                             keep.append(record)
                             batchChanged = true
@@ -182,9 +184,8 @@ struct FetchDecryption {
                             do {
                                 try decryptor.open(record.value!, header: header, key: key, topic: plan.topic,
                                                    fieldPath: Envelope.wholeValue, into: &plaintext)
-                                var r = record
-                                r.value = plaintext.getSlice(at: start, length: plaintext.writerIndex - start)
-                                keepRecord(r)
+                                opened.append((keep.count, start, plaintext.writerIndex - start))
+                                keepRecord(record)
                                 batchChanged = true
                                 counters.decrypted.add(1, ordering: .relaxed)
                                 continue
@@ -215,6 +216,7 @@ struct FetchDecryption {
                     records.writeImmutableBuffer(entry.bytes)
                     continue
                 }
+                for o in opened { keep[o.keepIndex].value = plaintext.getSlice(at: o.start, length: o.length) }
                 // Offsets, producer state and timestamps stay; a batch whose records were all
                 // dropped keeps its header, so consumers still advance past its offsets.
                 batch.records = keep

@@ -50,7 +50,7 @@ struct PartwiseDecryption {
 
     /// Finds the encrypted parts of `record`; nil when it has none. Data keys to unwrap are
     /// added to `missing`, record-key keys to derive to `missingDeterministic`.
-    func plan(_ record: Record, decoded: inout ByteBuffer, scratch: inout EncryptedFieldHits,
+    func plan(_ record: Record, scratch: inout EncryptedFieldHits,
               missing: inout [EnvelopeKeyID: Void], missingDeterministic: inout Set<KeyReference>) -> RecordParts? {
         var parts = RecordParts()
         var any = false
@@ -75,8 +75,20 @@ struct PartwiseDecryption {
                     parts.hits = scratch.hits
                     parts.locations = scratch.locations
                     parts.fields.reserveCapacity(scratch.hits.count)
-                    for hit in scratch.hits {
-                        parts.fields.append(decodeField(value, hit, id: parts.id, into: &decoded, missing: &missing))
+                    // Every payload is decoded before any is sliced: a slice shares the buffer,
+                    // so writing to it afterwards would copy it.
+                    var decoded = ByteBuffer()
+                    decoded.reserveCapacity(scratch.hits.reduce(0) { $0 + $1.payload.count * 3 / 4 + 1 })
+                    let ranges = scratch.hits.map { Self.decode(value, $0, into: &decoded) }
+                    for range in ranges {
+                        guard let range, let envelope = decoded.getSlice(at: range.lowerBound, length: range.count),
+                              Self.startsWith(envelope, Envelope.magic)
+                        else {
+                            // Not base64url, or not an envelope: an ordinary string that shares the prefix.
+                            parts.fields.append(nil)
+                            continue
+                        }
+                        parts.fields.append((envelope, verdict(envelope, id: parts.id, missing: &missing)))
                     }
                 }
             }
@@ -102,23 +114,20 @@ struct PartwiseDecryption {
         return any ? parts : nil
     }
 
-    private func decodeField(_ value: ByteBuffer, _ hit: EncryptedFieldHits.Hit, id: [UInt8]?, into decoded: inout ByteBuffer,
-                             missing: inout [EnvelopeKeyID: Void]) -> (envelope: ByteBuffer, verdict: Verdict)? {
-        let count = hit.payload.count
-        guard let decodedCount = Base64URL.decodedCount(count) else { return nil }
+    /// Appends the decoded payload of `hit` to `decoded`; its range there, or nil if it is not
+    /// canonical base64url.
+    private static func decode(_ value: ByteBuffer, _ hit: EncryptedFieldHits.Hit, into decoded: inout ByteBuffer) -> Range<Int>? {
+        guard let count = Base64URL.decodedCount(hit.payload.count), count > 0 else { return nil }
         let start = decoded.writerIndex
         var ok = false
         value.withUnsafeReadableBytes { bytes in
-            decoded.writeWithUnsafeMutableBytes(minimumWritableBytes: decodedCount) { out in
+            decoded.writeWithUnsafeMutableBytes(minimumWritableBytes: count) { out in
                 ok = Base64URL.decode(UnsafeRawBufferPointer(rebasing: bytes[hit.payload]),
-                                      into: UnsafeMutableRawBufferPointer(rebasing: out[0..<decodedCount]))
-                return ok ? decodedCount : 0
+                                      into: UnsafeMutableRawBufferPointer(rebasing: out[0..<count]))
+                return ok ? count : 0
             }
         }
-        // Not base64url, or not an envelope: a plaintext string that happens to share the prefix.
-        guard ok, let envelope = decoded.getSlice(at: start, length: decodedCount), Self.startsWith(envelope, Envelope.magic)
-        else { return nil }
-        return (envelope, verdict(envelope, id: id, missing: &missing))
+        return ok ? start..<(start + count) : nil
     }
 
     private func verdict(_ envelope: ByteBuffer, id: [UInt8]?, missing: inout [EnvelopeKeyID: Void]) -> Verdict {
@@ -149,12 +158,17 @@ struct PartwiseDecryption {
         case partitionError
     }
 
-    /// Decrypts or denies every part of `record`, writing new values into `output`.
-    func apply(_ parts: RecordParts, to record: inout Record, output: inout ByteBuffer, scratch: inout ByteBuffer) -> Outcome {
+    /// Decrypts or denies every part of `record`. New values live in one buffer per record,
+    /// sliced once everything is written.
+    func apply(_ parts: RecordParts, to record: inout Record) -> Outcome {
         let decryptor = EnvelopeDecryptor()
         let rule = policy.onDeniedField
         var ciphertextLeft = false
         var aadPath: [UInt8] = []
+        var out = ByteBuffer()
+        out.reserveCapacity((record.value?.readableBytes ?? 0) + (record.key?.readableBytes ?? 0) + 64 * parts.headers.count)
+        enum Target { case value, header(Int), key }
+        var written: [(target: Target, start: Int, length: Int)] = []
 
         func open(_ envelope: ByteBuffer, _ header: EnvelopeHeader, location: some Sequence<UInt8>, into buffer: inout ByteBuffer) -> Bool {
             guard let id = parts.id, case .hit(let key) = unwrapped.lookup(header.keyID) else { return false }
@@ -174,21 +188,20 @@ struct PartwiseDecryption {
             }
         }
 
-        // The value: one forward pass of edits.
+        // The value: plaintexts first (into their own buffer), then one forward pass of edits.
         if parts.fieldLevel, !parts.hits.isEmpty, let value = record.value {
-            enum Edit { case replace(Range<Int>, ByteBuffer), cut(Range<Int>) }
-            var edits: [Edit] = []
+            enum Replacement { case plaintext(Range<Int>), null, placeholder }
+            var edits: [(range: Range<Int>, replacement: Replacement?)] = []  // nil: cut
             var removed: [Int] = []
-            let placeholder = ByteBuffer(string: policy.fieldPlaceholder)
-            let null = ByteBuffer(string: "null")
-            scratch.clear()
+            var plain = ByteBuffer()
+            plain.reserveCapacity(value.readableBytes)
             for (i, field) in parts.fields.enumerated() {
                 guard let field else { continue }
                 let hit = parts.hits[i]
                 if case .open(let header) = field.verdict {
-                    let start = scratch.writerIndex
-                    if open(field.envelope, header, location: parts.locations[hit.location], into: &scratch) {
-                        edits.append(.replace(hit.value, scratch.getSlice(at: start, length: scratch.writerIndex - start)!))
+                    let start = plain.writerIndex
+                    if open(field.envelope, header, location: parts.locations[hit.location], into: &plain) {
+                        edits.append((hit.value, .plaintext(start..<plain.writerIndex)))
                         counters.partsDecrypted.add(1, ordering: .relaxed)
                         continue
                     }
@@ -196,35 +209,33 @@ struct PartwiseDecryption {
                 counters.partsDenied.add(1, ordering: .relaxed)
                 switch rule {
                 case .remove: removed.append(i)
-                case .null: edits.append(.replace(hit.value, null))
-                case .redact: edits.append(.replace(hit.value, placeholder))
+                case .null: edits.append((hit.value, .null))
+                case .redact: edits.append((hit.value, .placeholder))
                 case .ciphertext: ciphertextLeft = true
                 case .error: return .partitionError
                 }
             }
-            for cut in JSONRemoval.ranges(hits: parts.hits, removed: removed) { edits.append(.cut(cut)) }
+            for cut in JSONRemoval.ranges(hits: parts.hits, removed: removed) { edits.append((cut, nil)) }
             if !edits.isEmpty {
-                edits.sort { a, b in
-                    func start(_ e: Edit) -> Int { switch e { case .replace(let r, _), .cut(let r): r.lowerBound } }
-                    return start(a) < start(b)
-                }
-                let begin = output.writerIndex
+                edits.sort { $0.range.lowerBound < $1.range.lowerBound }
+                let start = out.writerIndex
                 value.withUnsafeReadableBytes { bytes in
-                    var copied = 0
-                    for edit in edits {
-                        switch edit {
-                        case .replace(let range, let replacement):
-                            output.writeBytes(UnsafeRawBufferPointer(rebasing: bytes[copied..<range.lowerBound]))
-                            output.writeImmutableBuffer(replacement)
-                            copied = range.upperBound
-                        case .cut(let range):
-                            output.writeBytes(UnsafeRawBufferPointer(rebasing: bytes[copied..<range.lowerBound]))
+                    plain.withUnsafeReadableBytes { plaintexts in
+                        var copied = 0
+                        for (range, replacement) in edits {
+                            out.writeBytes(UnsafeRawBufferPointer(rebasing: bytes[copied..<range.lowerBound]))
+                            switch replacement {
+                            case .plaintext(let source)?: out.writeBytes(UnsafeRawBufferPointer(rebasing: plaintexts[source]))
+                            case .null?: out.writeStaticString("null")
+                            case .placeholder?: out.writeString(policy.fieldPlaceholder)
+                            case nil: break
+                            }
                             copied = range.upperBound
                         }
+                        out.writeBytes(UnsafeRawBufferPointer(rebasing: bytes[copied...]))
                     }
-                    output.writeBytes(UnsafeRawBufferPointer(rebasing: bytes[copied...]))
                 }
-                record.value = output.getSlice(at: begin, length: output.writerIndex - begin)
+                written.append((.value, start, out.writerIndex - start))
             }
         }
 
@@ -233,10 +244,10 @@ struct PartwiseDecryption {
         for (index, verdict) in parts.headers {
             let header = record.headers[index]
             if case .open(let envelopeHeader) = verdict, let value = header.value {
-                let start = output.writerIndex
+                let start = out.writerIndex
                 let location = JSONLocation.headerPrefix + Array(header.key.utf8)
-                if open(value, envelopeHeader, location: location, into: &output) {
-                    record.headers[index].value = output.getSlice(at: start, length: output.writerIndex - start)
+                if open(value, envelopeHeader, location: location, into: &out) {
+                    written.append((.header(index), start, out.writerIndex - start))
                     counters.partsDecrypted.add(1, ordering: .relaxed)
                     continue
                 }
@@ -256,10 +267,10 @@ struct PartwiseDecryption {
         if let (header, allowed) = parts.key {
             var opened = false
             if let header, allowed, case .hit(let key) = deterministic.lookup(header.reference), let ciphertext = record.key {
-                let start = output.writerIndex
+                let start = out.writerIndex
                 do {
-                    try key.open(ciphertext, header: header, topic: topic, into: &output)
-                    record.key = output.getSlice(at: start, length: output.writerIndex - start)
+                    try key.open(ciphertext, header: header, topic: topic, into: &out)
+                    written.append((.key, start, out.writerIndex - start))
                     counters.partsDecrypted.add(1, ordering: .relaxed)
                     opened = true
                 } catch {
@@ -271,6 +282,15 @@ struct PartwiseDecryption {
                 // The marker is not needed for it: record keys are not bound to the record id.
                 counters.partsDenied.add(1, ordering: .relaxed)
                 if rule == .error { return .partitionError }
+            }
+        }
+
+        for w in written {
+            let slice = out.getSlice(at: w.start, length: w.length)
+            switch w.target {
+            case .value: record.value = slice
+            case .header(let h): record.headers[h].value = slice
+            case .key: record.key = slice
             }
         }
 

@@ -240,7 +240,8 @@ struct PartwiseEncryption {
     }
 
     /// Seals the planned parts of `batch` in place. New values, keys and header values are
-    /// slices of `output`.
+    /// slices of `output`, taken only after the last write: a slice shares the buffer's storage,
+    /// so writing after slicing would copy the whole buffer each time.
     func seal(_ batch: inout RecordBatch, plan: BatchPlan, dataKeys: [KeyReference: ActiveDataKey],
               deterministicKeys: [KeyReference: DeterministicKey], failures: [KeyReference: EnvelopeError] = [:],
               output: inout ByteBuffer) throws(EnvelopeError) {
@@ -250,6 +251,9 @@ struct PartwiseEncryption {
         var aadPath: [UInt8] = []
         var p = 0
         var fieldsSealed = 0
+        enum Target { case value, header(Int), key }
+        var written: [(record: Int, target: Target, start: Int, length: Int)] = []
+        written.reserveCapacity(plan.parts.count + plan.marked.count)
         for index in batch.records.indices {
             let first = p
             while p < plan.parts.count, plan.parts[p].record == index { p += 1 }
@@ -282,7 +286,7 @@ struct PartwiseEncryption {
                     }
                     output.writeBytes(UnsafeRawBufferPointer(rebasing: bytes[copied...]))
                 }
-                record.value = output.getSlice(at: start, length: output.writerIndex - start)
+                written.append((index, .value, start, output.writerIndex - start))
             }
             // Headers.
             for part in parts {
@@ -298,7 +302,7 @@ struct PartwiseEncryption {
                                            fieldPathBytes: path, into: &output)
                     }
                 }
-                record.headers[h].value = output.getSlice(at: start, length: output.writerIndex - start)
+                written.append((index, .header(h), start, output.writerIndex - start))
                 counters.headersEncrypted.add(1, ordering: .relaxed)
             }
             // Record key.
@@ -311,16 +315,25 @@ struct PartwiseEncryption {
                 try plainKey.withUnsafeReadableBytes { (bytes) throws(EnvelopeError) in
                     try sivKey.seal(bytes, topic: boundTopic, into: &output)
                 }
-                record.key = output.getSlice(at: start, length: output.writerIndex - start)
+                written.append((index, .key, start, output.writerIndex - start))
                 counters.recordKeysEncrypted.add(1, ordering: .relaxed)
             }
             if marked {
                 let start = output.writerIndex
                 output.writeInteger(RecordMarker.version)
                 output.writeBytes(id)
-                record.headers.append(RecordHeader(key: RecordMarker.name, value: output.getSlice(at: start, length: RecordMarker.byteCount)))
+                record.headers.append(RecordHeader(key: RecordMarker.name, value: nil))
+                written.append((index, .header(record.headers.count - 1), start, RecordMarker.byteCount))
             }
             batch.records[index] = record
+        }
+        for w in written {
+            let slice = output.getSlice(at: w.start, length: w.length)
+            switch w.target {
+            case .value: batch.records[w.record].value = slice
+            case .header(let h): batch.records[w.record].headers[h].value = slice
+            case .key: batch.records[w.record].key = slice
+            }
         }
         counters.fieldsEncrypted.add(fieldsSealed, ordering: .relaxed)
     }

@@ -162,7 +162,17 @@ struct ProduceEncryption {
                         records.writeImmutableBuffer(entry.bytes)
                         continue
                     }
+                    // Seal every value into one buffer first and slice it afterwards: a slice
+                    // taken while the buffer still grows would force a copy on every write.
+                    var capacity = 0
+                    for (i, reference) in recordKeys.enumerated() {
+                        guard let reference, let key = keys[reference], let value = batch.records[i].value else { continue }
+                        capacity += EnvelopeEncryptor.sealedByteCount(plaintextCount: value.readableBytes, key: key)
+                    }
                     var sealed = ByteBuffer()
+                    sealed.reserveCapacity(capacity)
+                    var ranges: [(index: Int, start: Int, length: Int)] = []
+                    ranges.reserveCapacity(recordKeys.count)
                     for (i, reference) in recordKeys.enumerated() {
                         guard let reference, let value = batch.records[i].value else { continue }
                         guard let key = keys[reference] else {
@@ -171,12 +181,14 @@ struct ProduceEncryption {
                         let start = sealed.writerIndex
                         try encryptor.seal(plaintext: value, key: key, topic: plan.bindTopic ? plan.topic : nil,
                                            fieldPath: Envelope.wholeValue, into: &sealed)
-                        batch.records[i].value = sealed.getSlice(at: start, length: sealed.writerIndex - start)
+                        ranges.append((i, start, sealed.writerIndex - start))
                     }
                     if let parts, let partwise = plan.partwise {
+                        // Writes into `sealed` too, slicing only once it is done writing.
                         try partwise.seal(&batch, plan: parts, dataKeys: keys, deterministicKeys: deterministic, failures: failures,
                                           output: &sealed)
                     }
+                    for r in ranges { batch.records[r.index].value = sealed.getSlice(at: r.start, length: r.length) }
                     try batch.encode(into: &records)
                     counters.encrypted.add(recordKeys.lazy.filter { $0 != nil }.count, ordering: .relaxed)
                 }

@@ -111,6 +111,9 @@ struct ConfigurationCheck {
                 let failure = CommandFailure(error, base: FileManager.default.currentDirectoryPath)
                 self.findings.append(Finding(severity: .error, path: "kms.\(name).keyring", message: failure.message))
             }
+        case .awsKMS:
+            // No local file to load; see KMSSet.
+            break
         }
     }
 
@@ -192,6 +195,8 @@ struct ConfigurationCheck {
                     return "identity '\(keyring.identity)', \(count) key\(count == 1 ? "" : "s")"
                 } ?? "not loaded"
                 lines.append("  \(name): local keyring \(path) (\(state))")
+            case .awsKMS(let region, let endpoint, _):
+                lines.append("  \(name): AWS KMS in \(region)" + (endpoint.map { " at \($0)" } ?? ""))
             }
         }
         func list(_ keys: Set<KeyReference>) -> String {

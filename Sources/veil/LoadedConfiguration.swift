@@ -9,6 +9,8 @@ struct LoadedConfiguration {
     var configuration: VeilConfiguration
     var settings: ProxySettings
     var filters: ExchangeFilters
+    /// Present when topic policies are configured: for the counts logged at shutdown.
+    var encryption: (filter: RecordEncryption, kms: CountingKMS)?
 
     static func load(path: String?, listen: String?, upstream: String?, logger: Logger) throws -> LoadedConfiguration {
         var configuration: VeilConfiguration
@@ -31,10 +33,13 @@ struct LoadedConfiguration {
             advertisedHost: configuration.advertisedHost, brokerPorts: configuration.brokerPorts.ports,
             maxFrameBytes: configuration.maxFrameBytes)
         var filters = ExchangeFilters.passThrough
+        var encryption: (RecordEncryption, CountingKMS)?
         if !configuration.topics.isEmpty {
             let kms = CountingKMS(try KMSSet.registry(for: configuration))
-            filters = ExchangeFilters(records: try RecordEncryption(configuration: configuration, kms: kms, logger: logger))
+            let filter = try RecordEncryption(configuration: configuration, kms: kms, logger: logger)
+            filters = ExchangeFilters(records: filter)
+            encryption = (filter, kms)
         }
-        return LoadedConfiguration(configuration: configuration, settings: settings, filters: filters)
+        return LoadedConfiguration(configuration: configuration, settings: settings, filters: filters, encryption: encryption)
     }
 }

@@ -42,6 +42,10 @@ struct Run: AsyncParsableCommand {
             throw ExitCode(1)
         }
         await SignalWaiter.waitForTermination()
+        if let (filter, kms) = loaded.encryption {
+            let records = filter.counters.summary.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }.joined(separator: " ")
+            logger.info("records: \(records); KMS calls: generate=\(kms.counts.generateDataKey) unwrap=\(kms.counts.unwrap)")
+        }
         logger.info("shutting down")
         await server.stop()
         try await group.shutdownGracefully()

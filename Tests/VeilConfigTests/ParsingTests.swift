@@ -207,6 +207,26 @@ let fullExample = """
         }
     }
 
+    /// Federated keys: AWS KMS in two regions (one through a custom endpoint and profile) beside a local keyring.
+    @Test func parsesAWSKMSBackends() throws {
+        let config = try VeilConfiguration.parse(yaml: """
+            identity: finance-consumer
+            upstream: { bootstrap: [broker:9092] }
+            kms:
+              finance: { type: aws-kms, region: us-east-1 }
+              sales: { type: aws-kms, region: eu-west-1, endpoint: "http://127.0.0.1:5000", profile: sales }
+              dev: { type: local, keyring: dev.keyring }
+            grants:
+              decrypt: ["finance/arn:aws:kms:us-east-1:111122223333:key/1234abcd-12ab-34cd-56ef-1234567890ab", sales/alias/department-key]
+            """)
+        #expect(config.kms["finance"]?.backend == .awsKMS(region: "us-east-1", endpoint: nil, profile: nil))
+        #expect(config.kms["sales"]?.backend == .awsKMS(region: "eu-west-1", endpoint: "http://127.0.0.1:5000", profile: "sales"))
+        #expect(config.kms["dev"]?.backend == .local(keyring: "dev.keyring"))
+        #expect(Set(config.grants.decrypt.map(\.keyId)) == [
+            "arn:aws:kms:us-east-1:111122223333:key/1234abcd-12ab-34cd-56ef-1234567890ab", "alias/department-key",
+        ])
+    }
+
     @Test func keyReferenceAndHostPortParsing() throws {
         let arn = try KeyReference(parsing: "aws/arn:aws:kms:us-east-1:1:key/abcd")
         #expect(arn.kms == "aws" && arn.keyId == "arn:aws:kms:us-east-1:1:key/abcd")
