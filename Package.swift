@@ -98,6 +98,19 @@ let package = Package(
             ],
             swiftSettings: strict),
 
+        // Per-record cost of field-level vs whole-value encryption through the record filters:
+        // swift run -c release veil-field-bench
+        .executableTarget(
+            name: "veil-field-bench",
+            dependencies: [
+                "VeilProxy", "VeilConfig", "VeilKMS", "VeilWire",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            path: "Benchmarks/FieldBench",
+            swiftSettings: strict),
+
         .testTarget(
             name: "VeilCompressionTests", dependencies: ["VeilCompression"],
             resources: [.copy("Fixtures")], swiftSettings: strict),
