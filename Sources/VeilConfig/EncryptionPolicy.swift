@@ -205,10 +205,6 @@ extension EncryptionPolicy {
                 rules.append(rule)
             }
             guard !rules.isEmpty else { throw fieldsNode.error("must list at least one field, or be omitted") }
-            let selectors = Set(rules.compactMap(\.choice.selectorPath))
-            guard rules.count + selectors.count <= JSONPathSet.capacity else {
-                throw fieldsNode.error("at most \(JSONPathSet.capacity) paths, key selectors included")
-            }
             fieldRules = rules
         }
         var headerRules: [HeaderEncryptionRule] = []
@@ -230,6 +226,11 @@ extension EncryptionPolicy {
             } else {
                 recordKey = try KeyReference(recordKeyNode, kms: kms)
             }
+        }
+        if fieldRules != nil || !headerRules.isEmpty,
+           PartwiseScanPlan(fields: fieldRules ?? [], headers: headerRules) == nil
+        {
+            throw node.error("at most \(JSONPathSet.capacity) JSON paths per topic, fields and key selectors together")
         }
         if fieldRules == nil, topicChoice == nil {
             throw ConfigurationError(

@@ -68,6 +68,14 @@ struct JSONCursor {
         let start = index
         var hasEscapes = false
         while index < bytes.count {
+            // Runs of ordinary bytes (no quote, backslash or control byte) are skipped eight at
+            // a time: encrypted fields and large payloads are long strings.
+            if let base = bytes.baseAddress {
+                while index &+ 8 <= bytes.count, !Self.mayEndRun((base + index).loadUnaligned(as: UInt64.self)) {
+                    index &+= 8
+                }
+                if index >= bytes.count { break }
+            }
             let byte = bytes[index]
             if byte == UInt8(ascii: "\"") {
                 index += 1
@@ -96,6 +104,20 @@ struct JSONCursor {
             index += 1
         }
         throw error("unterminated string")
+    }
+
+    /// Whether any of the eight bytes in `word` is `"`, `\` or below 0x20. Exact when false;
+    /// a true answer only sends the caller to the byte-by-byte loop.
+    @inline(__always)
+    static func mayEndRun(_ word: UInt64) -> Bool {
+        let ones: UInt64 = 0x0101_0101_0101_0101
+        let highs: UInt64 = 0x8080_8080_8080_8080
+        let quote = word ^ (ones &* 0x22)
+        let backslash = word ^ (ones &* 0x5C)
+        let zeroInQuote = (quote &- ones) & ~quote
+        let zeroInBackslash = (backslash &- ones) & ~backslash
+        let control = (word &- ones &* 0x20) & ~word
+        return (zeroInQuote | zeroInBackslash | control) & highs != 0
     }
 
     /// Skips any value, validating it.

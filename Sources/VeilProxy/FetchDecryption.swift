@@ -48,7 +48,7 @@ struct FetchDecryption {
         var planned: [PlannedPartition] = []
         var missing: [EnvelopeKeyID: Void] = [:]
         var missingDeterministic = Set<KeyReference>()
-        var hits = EncryptedFieldHits()
+        var partScratch = PartwiseDecryption.Scratch()
         for (ti, topic) in response.topics.enumerated() {
             guard let policy = configuration.policy(forTopic: topic.topic) else { continue }
             for (pi, partition) in topic.partitions.enumerated() {
@@ -88,7 +88,7 @@ struct FetchDecryption {
                     verdicts.reserveCapacity(batch.records.count)
                     var parts: [PartwiseDecryption.RecordParts?] = []
                     for record in batch.records {
-                        let recordParts = partwise.plan(record, scratch: &hits, missing: &missing,
+                        let recordParts = partwise.plan(record, scratch: &partScratch, missing: &missing,
                                                         missingDeterministic: &missingDeterministic)
                         if let recordParts, recordParts.fieldLevel {
                             // A field-level record is JSON by design; its fields are judged one by one.
@@ -156,6 +156,9 @@ struct FetchDecryption {
                 var plaintext = ByteBuffer()
                 plaintext.reserveCapacity(entry.bytes.readableBytes * 2)
                 var opened: [(keepIndex: Int, start: Int, length: Int)] = []
+                var fieldPlaintexts = ByteBuffer()
+                var pendingParts: [(keepIndex: Int, target: PartwiseDecryption.Target, start: Int, length: Int)] = []
+                var pending: [(target: PartwiseDecryption.Target, start: Int, length: Int)] = []
                 var batchChanged = false
                 for (n, (record, verdict)) in zip(batch.records, verdicts).enumerated() {
                     // Records with individually encrypted parts get them decrypted or denied
@@ -163,8 +166,10 @@ struct FetchDecryption {
                     func keepRecord(_ record: Record) {
                         guard let recordParts = parts[n] else { return keep.append(record) }
                         var record = record
-                        switch plan.partwise.apply(recordParts, to: &record) {
+                        pending.removeAll(keepingCapacity: true)
+                        switch plan.partwise.apply(recordParts, to: &record, output: &plaintext, plain: &fieldPlaintexts, pending: &pending) {
                         case .done:
+                            for p in pending { pendingParts.append((keep.count, p.target, p.start, p.length)) }
                             keep.append(record)
                             batchChanged = true
                         case .partitionError:
@@ -217,6 +222,14 @@ struct FetchDecryption {
                     continue
                 }
                 for o in opened { keep[o.keepIndex].value = plaintext.getSlice(at: o.start, length: o.length) }
+                for p in pendingParts {
+                    let slice = plaintext.getSlice(at: p.start, length: p.length)
+                    switch p.target {
+                    case .value: keep[p.keepIndex].value = slice
+                    case .header(let h): keep[p.keepIndex].headers[h].value = slice
+                    case .key: keep[p.keepIndex].key = slice
+                    }
+                }
                 // Offsets, producer state and timestamps stay; a batch whose records were all
                 // dropped keeps its header, so consumers still advance past its offsets.
                 batch.records = keep

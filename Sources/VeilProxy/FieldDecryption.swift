@@ -48,9 +48,18 @@ struct PartwiseDecryption {
         var key: (header: DeterministicHeader?, allowed: Bool)?
     }
 
+    /// State reused across the records of one fetch response.
+    struct Scratch {
+        var hits = EncryptedFieldHits()
+        /// The last few data keys whose grant was checked: the fields of a batch share a handful
+        /// (one per audience and data key), and comparing their bytes is cheaper than building
+        /// the reference's strings per field.
+        var grants: [(keyID: EnvelopeKeyID, allowed: Bool)] = []
+    }
+
     /// Finds the encrypted parts of `record`; nil when it has none. Data keys to unwrap are
     /// added to `missing`, record-key keys to derive to `missingDeterministic`.
-    func plan(_ record: Record, scratch: inout EncryptedFieldHits,
+    func plan(_ record: Record, scratch: inout Scratch,
               missing: inout [EnvelopeKeyID: Void], missingDeterministic: inout Set<KeyReference>) -> RecordParts? {
         var parts = RecordParts()
         var any = false
@@ -65,21 +74,22 @@ struct PartwiseDecryption {
             if let value = record.value, !Self.startsWith(value, Envelope.magic) {
                 parts.fieldLevel = true
                 let found = value.withUnsafeReadableBytes { bytes in
-                    Result { () throws(JSONSyntaxError) in try scratch.find(prefix: EncryptedField.prefix, in: bytes) }
+                    Result { () throws(JSONSyntaxError) in try scratch.hits.find(prefix: EncryptedField.prefix, in: bytes) }
                 }
                 if case .failure(let error) = found {
                     parts.malformed = true
                     counters.tampered.add(1, ordering: .relaxed)
                     log.warning("json:\(topic)", "topic \(topic): a field-level record is not valid JSON (\(error)); the record is denied")
                 } else {
-                    parts.hits = scratch.hits
-                    parts.locations = scratch.locations
-                    parts.fields.reserveCapacity(scratch.hits.count)
+                    let hits = scratch.hits.hits
+                    parts.hits = hits
+                    parts.locations = scratch.hits.locations
+                    parts.fields.reserveCapacity(hits.count)
                     // Every payload is decoded before any is sliced: a slice shares the buffer,
                     // so writing to it afterwards would copy it.
                     var decoded = ByteBuffer()
-                    decoded.reserveCapacity(scratch.hits.reduce(0) { $0 + $1.payload.count * 3 / 4 + 1 })
-                    let ranges = scratch.hits.map { Self.decode(value, $0, into: &decoded) }
+                    decoded.reserveCapacity(hits.reduce(0) { $0 + $1.payload.count * 3 / 4 + 1 })
+                    let ranges = hits.map { Self.decode(value, $0, into: &decoded) }
                     for range in ranges {
                         guard let range, let envelope = decoded.getSlice(at: range.lowerBound, length: range.count),
                               Self.startsWith(envelope, Envelope.magic)
@@ -88,13 +98,13 @@ struct PartwiseDecryption {
                             parts.fields.append(nil)
                             continue
                         }
-                        parts.fields.append((envelope, verdict(envelope, id: parts.id, missing: &missing)))
+                        parts.fields.append((envelope, verdict(envelope, id: parts.id, scratch: &scratch, missing: &missing)))
                     }
                 }
             }
             for (index, header) in record.headers.enumerated() where index != markerIndex {
                 guard let value = header.value, Self.startsWith(value, Envelope.magic) else { continue }
-                parts.headers.append((index, verdict(value, id: parts.id, missing: &missing)))
+                parts.headers.append((index, verdict(value, id: parts.id, scratch: &scratch, missing: &missing)))
             }
         }
         if let key = record.key, Self.startsWith(key, DeterministicEnvelope.magic) {
@@ -130,7 +140,7 @@ struct PartwiseDecryption {
         return ok ? start..<(start + count) : nil
     }
 
-    private func verdict(_ envelope: ByteBuffer, id: [UInt8]?, missing: inout [EnvelopeKeyID: Void]) -> Verdict {
+    private func verdict(_ envelope: ByteBuffer, id: [UInt8]?, scratch: inout Scratch, missing: inout [EnvelopeKeyID: Void]) -> Verdict {
         let header: EnvelopeHeader
         do {
             guard let parsed = try EnvelopeHeader.parse(envelope) else { return .tampered }
@@ -140,9 +150,15 @@ struct PartwiseDecryption {
             log.warning("malformed-part:\(topic)", "topic \(topic): an encrypted field or header is malformed (\(error)); never delivered as plaintext")
             return .tampered
         }
-        guard id != nil, let reference = try? header.keyID.reference(), grants.allowsDecryption(with: reference) else {
-            return .deny
+        let allowed: Bool
+        if let known = scratch.grants.first(where: { $0.keyID == header.keyID }) {
+            allowed = known.allowed
+        } else {
+            allowed = (try? header.keyID.reference()).map { grants.allowsDecryption(with: $0) } ?? false
+            if scratch.grants.count == 8 { scratch.grants.removeFirst() }
+            scratch.grants.append((header.keyID, allowed))
         }
+        guard id != nil, allowed else { return .deny }
         switch unwrapped.lookup(header.keyID) {
         case .hit: break
         case .denied: return .deny
@@ -158,19 +174,21 @@ struct PartwiseDecryption {
         case partitionError
     }
 
-    /// Decrypts or denies every part of `record`. New values live in one buffer per record,
-    /// sliced once everything is written.
-    func apply(_ parts: RecordParts, to record: inout Record) -> Outcome {
+    /// Where a new value goes once the batch's output buffer is complete.
+    enum Target { case value, header(Int), key }
+
+    /// Decrypts or denies every part of `record`. New values are written to `output` and listed
+    /// in `pending` (target and range), for the caller to slice once the whole batch is
+    /// written; `plain` is scratch for one record's field plaintexts.
+    func apply(_ parts: RecordParts, to record: inout Record, output out: inout ByteBuffer, plain: inout ByteBuffer,
+               pending written: inout [(target: Target, start: Int, length: Int)]) -> Outcome {
         let decryptor = EnvelopeDecryptor()
         let rule = policy.onDeniedField
         var ciphertextLeft = false
         var aadPath: [UInt8] = []
-        var out = ByteBuffer()
-        out.reserveCapacity((record.value?.readableBytes ?? 0) + (record.key?.readableBytes ?? 0) + 64 * parts.headers.count)
-        enum Target { case value, header(Int), key }
-        var written: [(target: Target, start: Int, length: Int)] = []
+        let firstPending = written.count
 
-        func open(_ envelope: ByteBuffer, _ header: EnvelopeHeader, location: some Sequence<UInt8>, into buffer: inout ByteBuffer) -> Bool {
+        func open(_ envelope: ByteBuffer, _ header: EnvelopeHeader, location: ArraySlice<UInt8>, into buffer: inout ByteBuffer) -> Bool {
             guard let id = parts.id, case .hit(let key) = unwrapped.lookup(header.keyID) else { return false }
             aadPath.removeAll(keepingCapacity: true)
             aadPath += id
@@ -193,8 +211,7 @@ struct PartwiseDecryption {
             enum Replacement { case plaintext(Range<Int>), null, placeholder }
             var edits: [(range: Range<Int>, replacement: Replacement?)] = []  // nil: cut
             var removed: [Int] = []
-            var plain = ByteBuffer()
-            plain.reserveCapacity(value.readableBytes)
+            plain.clear()
             for (i, field) in parts.fields.enumerated() {
                 guard let field else { continue }
                 let hit = parts.hits[i]
@@ -215,7 +232,9 @@ struct PartwiseDecryption {
                 case .error: return .partitionError
                 }
             }
-            for cut in JSONRemoval.ranges(hits: parts.hits, removed: removed) { edits.append((cut, nil)) }
+            if !removed.isEmpty {
+                for cut in JSONRemoval.ranges(hits: parts.hits, removed: removed) { edits.append((cut, nil)) }
+            }
             if !edits.isEmpty {
                 edits.sort { $0.range.lowerBound < $1.range.lowerBound }
                 let start = out.writerIndex
@@ -245,7 +264,7 @@ struct PartwiseDecryption {
             let header = record.headers[index]
             if case .open(let envelopeHeader) = verdict, let value = header.value {
                 let start = out.writerIndex
-                let location = JSONLocation.headerPrefix + Array(header.key.utf8)
+                let location = ArraySlice(JSONLocation.headerPrefix + Array(header.key.utf8))
                 if open(value, envelopeHeader, location: location, into: &out) {
                     written.append((.header(index), start, out.writerIndex - start))
                     counters.partsDecrypted.add(1, ordering: .relaxed)
@@ -285,21 +304,17 @@ struct PartwiseDecryption {
             }
         }
 
-        for w in written {
-            let slice = out.getSlice(at: w.start, length: w.length)
-            switch w.target {
-            case .value: record.value = slice
-            case .header(let h): record.headers[h].value = slice
-            case .key: record.key = slice
-            }
-        }
-
         // The marker is Veil's, not the application's; it stays only while some ciphertext in
         // the record still needs it to be decrypted later.
         if let markerIndex = parts.markerIndex, !ciphertextLeft { removedHeaders.append(markerIndex) }
         if !removedHeaders.isEmpty {
             removedHeaders.sort(by: >)
             for index in removedHeaders { record.headers.remove(at: index) }
+            // Pending header values move down with the headers removed before them.
+            for p in firstPending..<written.count {
+                guard case .header(let h) = written[p].target else { continue }
+                written[p].target = .header(h - removedHeaders.lazy.filter { $0 < h }.count)
+            }
         }
         return .done
     }

@@ -96,6 +96,10 @@ struct PartwiseEncryption {
     struct Scratch {
         var matches = JSONFieldMatches()
         var selector: [UInt8] = []
+        /// The last key found granted and added to the needed set: fields of a batch mostly
+        /// share a few keys, and comparing one is cheaper than hashing it per field.
+        var lastGranted: KeyReference?
+        var lastNeeded: KeyReference?
     }
 
     /// Adds record `index`'s parts to `plan`, and the keys they need to `needed` (data keys)
@@ -129,23 +133,26 @@ struct PartwiseEncryption {
                 try value.withUnsafeReadableBytes { (bytes) throws(Refusal) in
                     // Matches come in document order, which sealing relies on to copy the
                     // bytes between fields in one forward pass.
-                    var found = [Bool](repeating: false, count: rules.count)
+                    var found: UInt64 = 0  // bit r: rule r matched (at most 64 paths)
                     for match in scratch.matches.matches where match.path < scan.fieldCount {
                         let r = match.path
-                        found[r] = true
+                        found |= 1 << UInt64(r)
                         let rule = rules[r]
                         let selection = select(rule.choice, selectorSlot: scan.fieldSelectors[r], record: record,
                                                value: bytes, scratch: &scratch)
-                        guard let key = try resolve(selection, what: "field \(rule.path)") else {
+                        guard let key = try resolve(selection, what: "field \(rule.path)", scratch: &scratch) else {
                             counters.fieldsUnmatched.add(1, ordering: .relaxed)
                             continue
                         }
                         let start = plan.locations.count
                         plan.locations.append(contentsOf: scratch.matches.locations[match.location])
                         plan.parts.append(Part(record: index, kind: .field(value: match.value, location: start..<plan.locations.count), key: key))
-                        needed.insert(key)
+                        if scratch.lastNeeded != key {
+                            needed.insert(key)
+                            scratch.lastNeeded = key
+                        }
                     }
-                    let missing = found.lazy.filter { !$0 }.count
+                    let missing = rules.count - found.nonzeroBitCount
                     if missing > 0 { counters.fieldsMissing.add(missing, ordering: .relaxed) }
                 }
             }
@@ -171,7 +178,7 @@ struct PartwiseEncryption {
                 } else {
                     selection = select(rule.choice, selectorSlot: nil, record: record, value: nil, scratch: &scratch)
                 }
-                guard let key = try resolve(selection, what: "header \(header.key)") else { continue }
+                guard let key = try resolve(selection, what: "header \(header.key)", scratch: &scratch) else { continue }
                 plan.parts.append(Part(record: index, kind: .header(h), key: key))
                 plan.marked[index] = true
                 needed.insert(key)
@@ -189,19 +196,24 @@ struct PartwiseEncryption {
     }
 
     /// The key for a part, nil to leave it in plaintext (unmatched, `on_unmatched: plaintext`).
-    private func resolve(_ selection: KeySelection, what: String) throws(Refusal) -> KeyReference? {
+    /// `what` names the part, for messages only.
+    private func resolve(_ selection: KeySelection, what: @autoclosure () -> String, scratch: inout Scratch) throws(Refusal)
+        -> KeyReference?
+    {
         switch selection {
         case .key(let reference):
+            if scratch.lastGranted == reference { return reference }
             guard grants.allowsEncryption(with: reference) else {
                 throw Refusal(code: KafkaErrorCode.topicAuthorizationFailed,
-                              message: "identity has no grant to encrypt with \(reference) (topic \(topic), \(what))")
+                              message: "identity has no grant to encrypt with \(reference) (topic \(topic), \(what()))")
             }
+            scratch.lastGranted = reference
             return reference
         case .unmatched(let selector):
             guard policy.onUnmatched == .plaintext else {
                 throw Refusal(
                     code: KafkaErrorCode.invalidRecord,
-                    message: "no key for \(what) (\(selector.map { "selector value '\($0)'" } ?? "no selector in the record")) "
+                    message: "no key for \(what()) (\(selector.map { "selector value '\($0)'" } ?? "no selector in the record")) "
                         + "on topic \(topic), and on_unmatched is reject")
             }
             return nil
@@ -251,6 +263,7 @@ struct PartwiseEncryption {
         var aadPath: [UInt8] = []
         var p = 0
         var fieldsSealed = 0
+        var lastKey: ActiveDataKey?
         enum Target { case value, header(Int), key }
         var written: [(record: Int, target: Target, start: Int, length: Int)] = []
         written.reserveCapacity(plan.parts.count + plan.marked.count)
@@ -260,8 +273,8 @@ struct PartwiseEncryption {
             let marked = index < plan.marked.count && plan.marked[index]
             guard p > first || marked else { continue }
             var record = batch.records[index]
-            var id = [UInt8](repeating: 0, count: RecordMarker.idByteCount)
-            id.withUnsafeMutableBytes { RecordIDs.shared.next(into: $0.baseAddress!) }
+            var id: (UInt64, UInt64) = (0, 0)
+            withUnsafeMutableBytes(of: &id) { RecordIDs.shared.next(into: $0.baseAddress!) }
             let parts = plan.parts[first..<p]
 
             // The value: copy the bytes between encrypted fields, replace each field by its token.
@@ -273,11 +286,11 @@ struct PartwiseEncryption {
                         guard case .field(let range, let location) = part.kind else { continue }
                         output.writeBytes(UnsafeRawBufferPointer(rebasing: bytes[copied..<range.lowerBound]))
                         aadPath.removeAll(keepingCapacity: true)
-                        aadPath += id
+                        withUnsafeBytes(of: id) { aadPath.append(contentsOf: $0) }
                         aadPath += plan.locations[location]
                         envelope.clear()
                         try withBytes(aadPath) { (path) throws(EnvelopeError) in
-                            try encryptor.seal(plaintext: UnsafeRawBufferPointer(rebasing: bytes[range]), key: try dataKey(part.key, dataKeys, failures),
+                            try encryptor.seal(plaintext: UnsafeRawBufferPointer(rebasing: bytes[range]), key: try dataKey(part.key, dataKeys, failures, last: &lastKey),
                                                topic: boundTopic, fieldPathBytes: path, into: &envelope)
                         }
                         Self.writeToken(envelope, to: &output)
@@ -292,13 +305,13 @@ struct PartwiseEncryption {
             for part in parts {
                 guard case .header(let h) = part.kind, let value = record.headers[h].value else { continue }
                 aadPath.removeAll(keepingCapacity: true)
-                aadPath += id
+                withUnsafeBytes(of: id) { aadPath.append(contentsOf: $0) }
                 aadPath += JSONLocation.headerPrefix
                 aadPath += record.headers[h].key.utf8
                 let start = output.writerIndex
                 try value.withUnsafeReadableBytes { (bytes) throws(EnvelopeError) in
                     try withBytes(aadPath) { (path) throws(EnvelopeError) in
-                        try encryptor.seal(plaintext: bytes, key: try dataKey(part.key, dataKeys, failures), topic: boundTopic,
+                        try encryptor.seal(plaintext: bytes, key: try dataKey(part.key, dataKeys, failures, last: &lastKey), topic: boundTopic,
                                            fieldPathBytes: path, into: &output)
                     }
                 }
@@ -321,7 +334,7 @@ struct PartwiseEncryption {
             if marked {
                 let start = output.writerIndex
                 output.writeInteger(RecordMarker.version)
-                output.writeBytes(id)
+                withUnsafeBytes(of: id) { _ = output.writeBytes($0) }
                 record.headers.append(RecordHeader(key: RecordMarker.name, value: nil))
                 written.append((index, .header(record.headers.count - 1), start, RecordMarker.byteCount))
             }
@@ -338,12 +351,14 @@ struct PartwiseEncryption {
         counters.fieldsEncrypted.add(fieldsSealed, ordering: .relaxed)
     }
 
-    private func dataKey(_ reference: KeyReference, _ keys: [KeyReference: ActiveDataKey], _ failures: [KeyReference: EnvelopeError])
-        throws(EnvelopeError) -> ActiveDataKey
+    private func dataKey(_ reference: KeyReference, _ keys: [KeyReference: ActiveDataKey], _ failures: [KeyReference: EnvelopeError],
+                         last: inout ActiveDataKey?) throws(EnvelopeError) -> ActiveDataKey
     {
+        if let last, last.reference == reference { return last }
         guard let key = keys[reference] else {
             throw failures[reference] ?? EnvelopeError.kms(KMSError(.unavailable, reference, "no data key"))
         }
+        last = key
         return key
     }
 

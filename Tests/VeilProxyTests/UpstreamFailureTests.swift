@@ -30,7 +30,13 @@ import VeilWire
             ProduceRequest(acks: -1, timeoutMs: 1000, topics: []).encode(version: 9, into: &payload)
             var frame = ByteBuffer()
             FrameParser.write(payload, to: &frame)
-            try await outbound.write(frame)
+            do {
+                try await outbound.write(frame)
+            } catch ChannelError.ioOnClosedChannel {
+                // The proxy may close before the request is even written (the upstream connect
+                // fails fast, sooner still on a busy machine): closed without answering, too.
+                return true
+            }
             // A hang here fails the test through its time limit.
             var it = inbound.makeAsyncIterator()
             return (try? await it.next()) == nil
