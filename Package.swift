@@ -90,12 +90,21 @@ let package = Package(
         .executableTarget(
             name: "veil",
             dependencies: [
-                "VeilProxy", "VeilDemo", "VeilConfig", "VeilKMS", "VeilEnvelope",
+                "VeilProxy", "VeilDemo", "VeilAWSKMS",
+                .product(name: "AsyncHTTPClient", package: "async-http-client"), "VeilConfig", "VeilKMS", "VeilEnvelope",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
             ],
+            swiftSettings: strict),
+        // Microbenchmark of the Produce path (decode and re-encode a 1 MiB request per codec):
+        // swift run -c release veil-wire-bench
+        .executableTarget(
+            name: "veil-wire-bench",
+            dependencies: ["VeilWire", "VeilCompression", .product(name: "NIOCore", package: "swift-nio")],
+            path: "Benchmarks/WireBench",
+            exclude: ["README.md"],
             swiftSettings: strict),
 
         // Per-record cost of field-level vs whole-value encryption through the record filters:

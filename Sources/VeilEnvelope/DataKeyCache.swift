@@ -79,6 +79,30 @@ public final class DataKeyCache: Sendable {
         }
     }
 
+    /// A fresh key to follow `retiring`, generated even though `retiring` is still usable.
+    ///
+    /// A single batch may hold more records than a key has left under the rotation
+    /// policy; the produce filter asks for successors up front so every record is sealed
+    /// under a key that was within policy, with no await in the middle of a batch. If
+    /// another caller already replaced `retiring`, that replacement is returned.
+    public func successor(of retiring: ActiveDataKey) async throws(EnvelopeError) -> ActiveDataKey {
+        let reference = retiring.reference
+        let step = state.withLockedValue { state -> Step in
+            if let key = state.active[reference], key !== retiring, key.isUsable(at: clock(), policy: policy) {
+                return .ready(key)
+            }
+            if let task = state.refreshing[reference] { return .wait(task) }
+            let task = Refresh { await self.generate(reference) }
+            state.refreshing[reference] = task
+            return .wait(task)
+        }
+        switch step {
+        case .ready(let key): return key
+        case .failed(let error): throw error
+        case .wait(let task): return try await task.value.get()
+        }
+    }
+
     /// ``current(for:)`` if usable, otherwise ``refresh(for:)``.
     public func key(for reference: KeyReference) async throws(EnvelopeError) -> ActiveDataKey {
         if let key = current(for: reference) { return key }

@@ -24,7 +24,9 @@ struct FetchDecryption {
         case keep
         case open(EnvelopeHeader)
         /// The reason is for reading code and debugging; it is never sent to the client.
-        case deny(reason: String)
+        /// `storedIsPlaintext` marks a refused plaintext record: the `ciphertext` rule has
+        /// no ciphertext to hand over for it, so it is dropped instead.
+        case deny(reason: String, storedIsPlaintext: Bool = false)
     }
 
     struct PlannedBatch {
@@ -120,7 +122,7 @@ struct FetchDecryption {
             if policy.requireEncrypted {
                 counters.plaintextRefused.add(1, ordering: .relaxed)
                 log.warning("plaintext:\(topic)", "topic \(topic): plaintext record refused (require_encrypted); possible injection")
-                return .deny(reason: "plaintext on an encrypted topic")
+                return .deny(reason: "plaintext on an encrypted topic", storedIsPlaintext: true)
             }
             return .keep
         }
@@ -161,6 +163,7 @@ struct FetchDecryption {
                 var pending: [(target: PartwiseDecryption.Target, start: Int, length: Int)] = []
                 var batchChanged = false
                 for (n, (record, verdict)) in zip(batch.records, verdicts).enumerated() {
+                    var storedIsPlaintext = false
                     // Records with individually encrypted parts get them decrypted or denied
                     // after the whole-value decision.
                     func keepRecord(_ record: Record) {
@@ -181,8 +184,8 @@ struct FetchDecryption {
                     case .keep:
                         keepRecord(record)
                         continue
-                    case .deny:
-                        break
+                    case .deny(_, let plaintext):
+                        storedIsPlaintext = plaintext
                     case .open(let header):
                         if case .hit(let key) = unwrapped.lookup(header.keyID) {
                             let start = plaintext.writerIndex
@@ -211,7 +214,7 @@ struct FetchDecryption {
                         keepRecord(r)
                         batchChanged = true
                     case .ciphertext:
-                        keepRecord(record)
+                        if storedIsPlaintext { batchChanged = true } else { keepRecord(record) }
                     case .error:
                         partitionError = true
                         keep.append(record)

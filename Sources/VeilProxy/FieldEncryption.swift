@@ -99,13 +99,12 @@ struct PartwiseEncryption {
         /// The last key found granted and added to the needed set: fields of a batch mostly
         /// share a few keys, and comparing one is cheaper than hashing it per field.
         var lastGranted: KeyReference?
-        var lastNeeded: KeyReference?
     }
 
-    /// Adds record `index`'s parts to `plan`, and the keys they need to `needed` (data keys)
-    /// and `deterministic` (record keys).
+    /// Adds record `index`'s parts to `plan`, the encryptions they need per data key to
+    /// `needed`, and the record-key keys to `deterministic`.
     func plan(_ record: Record, index: Int, into plan: inout BatchPlan, scratch: inout Scratch,
-              needed: inout Set<KeyReference>, deterministic: inout Set<KeyReference>) throws(Refusal) {
+              needed: inout [KeyReference: Int], deterministic: inout Set<KeyReference>) throws(Refusal) {
         if plan.marked.count <= index { plan.marked.append(contentsOf: repeatElement(false, count: index + 1 - plan.marked.count)) }
         var scanned = false
         var jsonValid = false
@@ -147,10 +146,7 @@ struct PartwiseEncryption {
                         let start = plan.locations.count
                         plan.locations.append(contentsOf: scratch.matches.locations[match.location])
                         plan.parts.append(Part(record: index, kind: .field(value: match.value, location: start..<plan.locations.count), key: key))
-                        if scratch.lastNeeded != key {
-                            needed.insert(key)
-                            scratch.lastNeeded = key
-                        }
+                        needed[key, default: 0] += 1
                     }
                     let missing = rules.count - found.nonzeroBitCount
                     if missing > 0 { counters.fieldsMissing.add(missing, ordering: .relaxed) }
@@ -181,7 +177,7 @@ struct PartwiseEncryption {
                 guard let key = try resolve(selection, what: "header \(header.key)", scratch: &scratch) else { continue }
                 plan.parts.append(Part(record: index, kind: .header(h), key: key))
                 plan.marked[index] = true
-                needed.insert(key)
+                needed[key, default: 0] += 1
             }
         }
         // Record key.
@@ -254,7 +250,10 @@ struct PartwiseEncryption {
     /// Seals the planned parts of `batch` in place. New values, keys and header values are
     /// slices of `output`, taken only after the last write: a slice shares the buffer's storage,
     /// so writing after slicing would copy the whole buffer each time.
-    func seal(_ batch: inout RecordBatch, plan: BatchPlan, dataKeys: [KeyReference: ActiveDataKey],
+    ///
+    /// `dataKey` hands out the data key for each encryption, honouring rotation (a batch may
+    /// span several keys of one reference).
+    func seal(_ batch: inout RecordBatch, plan: BatchPlan, dataKey: (KeyReference) throws(EnvelopeError) -> ActiveDataKey,
               deterministicKeys: [KeyReference: DeterministicKey], failures: [KeyReference: EnvelopeError] = [:],
               output: inout ByteBuffer) throws(EnvelopeError) {
         let encryptor = EnvelopeEncryptor()
@@ -263,7 +262,6 @@ struct PartwiseEncryption {
         var aadPath: [UInt8] = []
         var p = 0
         var fieldsSealed = 0
-        var lastKey: ActiveDataKey?
         enum Target { case value, header(Int), key }
         var written: [(record: Int, target: Target, start: Int, length: Int)] = []
         written.reserveCapacity(plan.parts.count + plan.marked.count)
@@ -290,7 +288,7 @@ struct PartwiseEncryption {
                         aadPath += plan.locations[location]
                         envelope.clear()
                         try withBytes(aadPath) { (path) throws(EnvelopeError) in
-                            try encryptor.seal(plaintext: UnsafeRawBufferPointer(rebasing: bytes[range]), key: try dataKey(part.key, dataKeys, failures, last: &lastKey),
+                            try encryptor.seal(plaintext: UnsafeRawBufferPointer(rebasing: bytes[range]), key: try dataKey(part.key),
                                                topic: boundTopic, fieldPathBytes: path, into: &envelope)
                         }
                         Self.writeToken(envelope, to: &output)
@@ -311,7 +309,7 @@ struct PartwiseEncryption {
                 let start = output.writerIndex
                 try value.withUnsafeReadableBytes { (bytes) throws(EnvelopeError) in
                     try withBytes(aadPath) { (path) throws(EnvelopeError) in
-                        try encryptor.seal(plaintext: bytes, key: try dataKey(part.key, dataKeys, failures, last: &lastKey), topic: boundTopic,
+                        try encryptor.seal(plaintext: bytes, key: try dataKey(part.key), topic: boundTopic,
                                            fieldPathBytes: path, into: &output)
                     }
                 }
@@ -349,17 +347,6 @@ struct PartwiseEncryption {
             }
         }
         counters.fieldsEncrypted.add(fieldsSealed, ordering: .relaxed)
-    }
-
-    private func dataKey(_ reference: KeyReference, _ keys: [KeyReference: ActiveDataKey], _ failures: [KeyReference: EnvelopeError],
-                         last: inout ActiveDataKey?) throws(EnvelopeError) -> ActiveDataKey
-    {
-        if let last, last.reference == reference { return last }
-        guard let key = keys[reference] else {
-            throw failures[reference] ?? EnvelopeError.kms(KMSError(.unavailable, reference, "no data key"))
-        }
-        last = key
-        return key
     }
 
     /// Writes `"veil:1:<base64url(envelope)>"`.

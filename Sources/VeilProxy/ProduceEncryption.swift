@@ -37,14 +37,16 @@ struct ProduceEncryption {
 
     enum Plan {
         case unchanged
-        /// `needed`: data keys; `deterministic`: record-key keys to derive.
-        case work(planned: [PlannedPartition], rejected: [RejectedPartition], needed: Set<KeyReference>, deterministic: Set<KeyReference>)
+        /// `needed`: encryptions per data key reference (whole values, fields and headers);
+        /// `deterministic`: record-key keys to derive.
+        case work(planned: [PlannedPartition], rejected: [RejectedPartition], needed: [KeyReference: Int],
+                  deterministic: Set<KeyReference>)
     }
 
     func plan(_ request: ProduceRequest) -> Plan {
         var planned: [PlannedPartition] = []
         var rejected: [RejectedPartition] = []
-        var needed = Set<KeyReference>()
+        var needed: [KeyReference: Int] = [:]
         var deterministic = Set<KeyReference>()
         var scratch = PartwiseEncryption.Scratch()
         for (ti, topic) in request.topics.enumerated() {
@@ -100,7 +102,7 @@ struct ProduceEncryption {
                                                    "identity '\(configuration.identity)' has no grant to encrypt with \(reference) (topic \(topic.name))")
                                         break entryLoop
                                     }
-                                    needed.insert(reference)
+                                    needed[reference, default: 0] += 1
                                     keys.append(reference)
                                 case .unmatched(let selector):
                                     guard encryption.onUnmatched == .plaintext else {
@@ -145,10 +147,20 @@ struct ProduceEncryption {
 
     /// Seals every planned record and returns the request to forward plus the partitions
     /// that could not be encrypted (a data key the KMS would not give).
-    func seal(_ request: ProduceRequest, planned: [PlannedPartition], keys: [KeyReference: ActiveDataKey],
+    func seal(_ request: ProduceRequest, planned: [PlannedPartition], keys: [KeyReference: [ActiveDataKey]],
               failures: [KeyReference: EnvelopeError], deterministic: [KeyReference: DeterministicKey] = [:])
         -> (ProduceRequest, [RejectedPartition])
     {
+        var keys = keys
+        let now = NIODeadline.now()
+        /// The first key in the queue the rotation policy still allows; spent keys leave the queue.
+        func usableKey(_ reference: KeyReference) -> ActiveDataKey? {
+            while let key = keys[reference]?.first {
+                if key.isUsable(at: now, policy: dataKeys.policy) { return key }
+                keys[reference]!.removeFirst()
+            }
+            return nil
+        }
         var out = request
         var rejected: [RejectedPartition] = []
         let encryptor = EnvelopeEncryptor()
@@ -166,7 +178,7 @@ struct ProduceEncryption {
                     // taken while the buffer still grows would force a copy on every write.
                     var capacity = 0
                     for (i, reference) in recordKeys.enumerated() {
-                        guard let reference, let key = keys[reference], let value = batch.records[i].value else { continue }
+                        guard let reference, let key = keys[reference]?.last, let value = batch.records[i].value else { continue }
                         capacity += EnvelopeEncryptor.sealedByteCount(plaintextCount: value.readableBytes, key: key)
                     }
                     var sealed = ByteBuffer()
@@ -175,8 +187,9 @@ struct ProduceEncryption {
                     ranges.reserveCapacity(recordKeys.count)
                     for (i, reference) in recordKeys.enumerated() {
                         guard let reference, let value = batch.records[i].value else { continue }
-                        guard let key = keys[reference] else {
-                            throw failures[reference] ?? EnvelopeError.kms(KMSError(.unavailable, reference, "no data key"))
+                        guard let key = usableKey(reference) else {
+                            // Keys ran out under concurrent use: refuse (retriable) rather than overshoot the policy.
+                            throw failures[reference] ?? EnvelopeError.dataKeyExhausted(reference)
                         }
                         let start = sealed.writerIndex
                         try encryptor.seal(plaintext: value, key: key, topic: plan.bindTopic ? plan.topic : nil,
@@ -185,7 +198,11 @@ struct ProduceEncryption {
                     }
                     if let parts, let partwise = plan.partwise {
                         // Writes into `sealed` too, slicing only once it is done writing.
-                        try partwise.seal(&batch, plan: parts, dataKeys: keys, deterministicKeys: deterministic, failures: failures,
+                        func dataKey(_ reference: KeyReference) throws(EnvelopeError) -> ActiveDataKey {
+                            guard let key = usableKey(reference) else { throw failures[reference] ?? EnvelopeError.dataKeyExhausted(reference) }
+                            return key
+                        }
+                        try partwise.seal(&batch, plan: parts, dataKey: dataKey, deterministicKeys: deterministic, failures: failures,
                                           output: &sealed)
                     }
                     for r in ranges { batch.records[r.index].value = sealed.getSlice(at: r.start, length: r.length) }

@@ -51,10 +51,17 @@ public final class RecordEncryption: RecordFilter {
         guard case .work(let planned, let rejected, let needed, let neededDeterministic) = produce.plan(request) else {
             return loop.makeSucceededFuture(.unchanged)
         }
-        var keys: [KeyReference: ActiveDataKey] = [:]
-        var missing: [KeyReference] = []
-        for reference in needed {
-            if let key = dataKeys.current(for: reference) { keys[reference] = key } else { missing.append(reference) }
+        // Each key reference gets a queue of data keys with enough policy budget for this
+        // request's records, so sealing never waits mid-batch; usually one cached key.
+        var keys: [KeyReference: [ActiveDataKey]] = [:]
+        var short: [(KeyReference, Int)] = []
+        let policy = dataKeys.policy
+        for (reference, count) in needed {
+            if let key = dataKeys.current(for: reference), Self.budget(of: key, policy: policy) >= count {
+                keys[reference] = [key]
+            } else {
+                short.append((reference, count))
+            }
         }
         var sivKeys: [KeyReference: DeterministicKey] = [:]
         var missingDeterministic: [KeyReference] = []
@@ -62,14 +69,14 @@ public final class RecordEncryption: RecordFilter {
             if case .hit(let key) = deterministic.lookup(reference) { sivKeys[reference] = key } else { missingDeterministic.append(reference) }
         }
         let counters = self.counters
-        let finish: @Sendable ([KeyReference: ActiveDataKey], [KeyReference: DeterministicKey], [KeyReference: EnvelopeError])
+        let finish: @Sendable ([KeyReference: [ActiveDataKey]], [KeyReference: DeterministicKey], [KeyReference: EnvelopeError])
             -> ProduceDecision = { keys, sivKeys, failures in
                 let (sealed, failed) = produce.seal(request, planned: planned, keys: keys, failures: failures, deterministic: sivKeys)
                 let all = rejected + failed
                 counters.produceRejected.add(all.count, ordering: .relaxed)
                 return ProduceDecision.make(sealed, rejected: all)
             }
-        if missing.isEmpty && missingDeterministic.isEmpty {
+        if short.isEmpty && missingDeterministic.isEmpty {
             return loop.makeSucceededFuture(finish(keys, sivKeys, [:]))
         }
         let dataKeys = self.dataKeys
@@ -80,9 +87,16 @@ public final class RecordEncryption: RecordFilter {
             var keys = known
             var sivKeys = knownSIV
             var failures: [KeyReference: EnvelopeError] = [:]
-            for reference in missing {
+            for (reference, count) in short {
                 do {
-                    keys[reference] = try await dataKeys.refresh(for: reference)
+                    var queue = [try await dataKeys.key(for: reference)]
+                    var budget = Self.budget(of: queue[0], policy: policy)
+                    while budget < count {
+                        let next = try await dataKeys.successor(of: queue.last!)
+                        queue.append(next)
+                        budget += Self.budget(of: next, policy: policy)
+                    }
+                    keys[reference] = queue
                 } catch {
                     failures[reference] = (error as? EnvelopeError) ?? .cryptoFailure("\(error)")
                 }
@@ -96,6 +110,11 @@ public final class RecordEncryption: RecordFilter {
             }
             return finish(keys, sivKeys, failures)
         }
+    }
+
+    /// Encryptions `key` has left under the rotation policy.
+    static func budget(of key: ActiveDataKey, policy: DataKeyRotationPolicy) -> Int {
+        Int(policy.maxEncryptions > key.encryptionCount ? policy.maxEncryptions - key.encryptionCount : 0)
     }
 
     public func filterFetch(_ response: FetchResponse, request: FetchRequest, version: Int16, on loop: EventLoop) -> EventLoopFuture<FetchResponse?> {

@@ -51,17 +51,15 @@ public struct RequestHeader: Sendable, Equatable {
     }
 
     public func write(to buffer: inout ByteBuffer) {
-        var w = WireWriter(buffer: buffer, version: apiVersion, flexible: false)
-        w.int16(apiKey.rawValue)
-        w.int16(apiVersion)
-        w.int32(correlationId)
         let hv = headerVersion
-        if hv >= 1 { w.nullableString(clientId) }
-        buffer = w.buffer
+        WireWriter.append(to: &buffer, version: apiVersion, flexible: false) { w in
+            w.int16(apiKey.rawValue)
+            w.int16(apiVersion)
+            w.int32(correlationId)
+            if hv >= 1 { w.nullableString(clientId) }
+        }
         if hv >= 2 {
-            var flex = WireWriter(buffer: buffer, version: apiVersion, flexible: true)
-            flex.taggedFields(taggedFields)
-            buffer = flex.buffer
+            WireWriter.append(to: &buffer, version: apiVersion, flexible: true) { $0.taggedFields(taggedFields) }
         }
     }
 }
@@ -85,9 +83,9 @@ public struct ResponseHeader: Sendable, Equatable {
     }
 
     public func write(to buffer: inout ByteBuffer, headerVersion: Int16) {
-        var w = WireWriter(buffer: buffer, version: 0, flexible: headerVersion >= 1)
-        w.int32(correlationId)
-        w.taggedFields(taggedFields)
-        buffer = w.buffer
+        WireWriter.append(to: &buffer, version: 0, flexible: headerVersion >= 1) { w in
+            w.int32(correlationId)
+            w.taggedFields(taggedFields)
+        }
     }
 }

@@ -112,7 +112,7 @@ struct ConfigurationCheck {
                 self.findings.append(Finding(severity: .error, path: "kms.\(name).keyring", message: failure.message))
             }
         case .awsKMS:
-            // No local file to load; see KMSSet.
+            // An AWS key is checked by the KMS itself at the first data key; nothing to load here.
             break
         }
     }
@@ -195,8 +195,8 @@ struct ConfigurationCheck {
                     return "identity '\(keyring.identity)', \(count) key\(count == 1 ? "" : "s")"
                 } ?? "not loaded"
                 lines.append("  \(name): local keyring \(path) (\(state))")
-            case .awsKMS(let region, let endpoint, _):
-                lines.append("  \(name): AWS KMS in \(region)" + (endpoint.map { " at \($0)" } ?? ""))
+            case .awsKMS(let region, let endpoint, let profile):
+                lines.append("  \(name): AWS KMS \(region)\(endpoint.map { " at \($0)" } ?? "")\(profile.map { ", profile \($0)" } ?? "")")
             }
         }
         func list(_ keys: Set<KeyReference>) -> String {

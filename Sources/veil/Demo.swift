@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import Logging
+import Synchronization
 import VeilDemo
 #if canImport(Glibc)
 import Glibc
@@ -8,6 +9,9 @@ import Glibc
 
 /// `veil demo`: the three-department scenario on an embedded Tansu broker and local keyrings.
 struct Demo: AsyncParsableCommand {
+    /// While `--serve` waits, the signal handler resumes this instead of killing the demo.
+    static let serveWaiter = Mutex<CheckedContinuation<Void, Never>?>(nil)
+
     static let configuration = CommandConfiguration(
         abstract: "Run the three-department demo: one topic, an owner producer, finance and sales consumers.",
         discussion: """
@@ -28,6 +32,18 @@ struct Demo: AsyncParsableCommand {
 
     func run() async throws {
         bootstrapLogging(.warning)
+        // Ctrl-C or SIGTERM at any point stops the broker the demo started, then exits.
+        // One handler for the whole run: while serving it ends the wait (and the demo
+        // then stops everything and exits 0); before that it kills the broker and exits.
+        SignalWaiter.onTermination {
+            if let waiter = Demo.serveWaiter.withLock({ w in defer { w = nil }; return w }) {
+                waiter.resume()
+                return
+            }
+            ChildProcesses.shared.killAll()
+            // _exit: atexit handlers could wait on threads that are mid-scenario.
+            Glibc._exit(130)
+        }
         let logger = Logger(label: "veil-demo")
         let workDirectory = dir ?? (NSTemporaryDirectory() + "veil-demo-\(getpid())")
         let scenario = DemoScenario(workDirectory: workDirectory, recordsPerDepartment: records, logger: logger)
@@ -53,7 +69,9 @@ struct Demo: AsyncParsableCommand {
         if serve && report.violations.isEmpty {
             say("")
             say("Serving until interrupted. Point any Kafka client at a sidecar, e.g. bootstrap.servers=127.0.0.1:\(running.sidecars[1].port) for finance.")
-            await SignalWaiter.waitForTermination()
+            await withCheckedContinuation { (c: CheckedContinuation<Void, Never>) in
+                Demo.serveWaiter.withLock { $0 = c }
+            }
         }
         await running.stop()
         if !report.violations.isEmpty { throw ExitCode(1) }

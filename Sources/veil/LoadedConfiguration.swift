@@ -35,7 +35,7 @@ struct LoadedConfiguration {
         var filters = ExchangeFilters.passThrough
         var encryption: (RecordEncryption, CountingKMS)?
         if !configuration.topics.isEmpty {
-            let kms = CountingKMS(try KMSSet.registry(for: configuration))
+            let kms = CountingKMS(try KMSSet.registry(for: configuration, logger: logger))
             let filter = try RecordEncryption(configuration: configuration, kms: kms, logger: logger)
             filters = ExchangeFilters(records: filter)
             encryption = (filter, kms)

@@ -380,6 +380,34 @@ import VeilWire
         }
     }
 
+    @Test func everyFieldCountsTowardsDataKeyRotation() async throws {
+        // Two encryptions per data key: three records of two fields and a header need five keys.
+        let yaml = Configs.owner(encrypt: "fields: [ { path: a, key: finance/pii }, { path: b, key: finance/pii } ]\nheaders: [ { name: h, key: finance/pii } ]")
+            + "\ndek: { max_encryptions: 2 }\n"
+        let owner = try Sidecar(yaml, finance: true)
+        let records = (0..<3).map { AppRecord(value: #"{"a": \#($0), "b": "x\#($0)"}"#, headers: [("h", "v\($0)")]) }
+        let stored = try await owner.store(records, topic: "customers")
+        var wrappedKeys = Set<[UInt8]>()
+        // magic, version, flags | 1 + "finance" | 2 + "pii" | 2, then the 61-byte wrapped DEK.
+        let wrappedStart = 6 + 1 + 7 + 2 + 3 + 2
+        for record in Sidecar.records(stored) {
+            var hits = EncryptedFieldHits()
+            let value = try #require(record.value)
+            try value.withUnsafeBytes { try hits.find(prefix: EncryptedField.prefix, in: $0) }
+            for hit in hits.hits {
+                let payload = Array(value[hit.payload])
+                var envelope = [UInt8](repeating: 0, count: Base64URL.decodedCount(payload.count)!)
+                #expect(payload.withUnsafeBytes { p in envelope.withUnsafeMutableBytes { Base64URL.decode(p, into: $0) } })
+                wrappedKeys.insert(Array(envelope[wrappedStart..<(wrappedStart + 61)]))
+            }
+            let header: [UInt8] = try #require(record.header("h") ?? nil)
+            wrappedKeys.insert(Array(header[wrappedStart..<(wrappedStart + 61)]))
+        }
+        #expect(wrappedKeys.count == 5, "9 encryptions at 2 per data key")
+        let reader = try Sidecar(Configs.consumer("finance", decrypt: ["finance/pii"], rule: "null"), finance: true)
+        #expect(try await reader.fetch(stored, topic: "customers").records == records)
+    }
+
     @Test func wholeValueTopicsAreUnchanged() async throws {
         let owner = try Sidecar(Configs.owner(encrypt: "key_from: { fixed: finance/pii }"), finance: true)
         let stored = try await owner.store([AppRecord(value: #"{"a": 1}"#)], topic: "customers")

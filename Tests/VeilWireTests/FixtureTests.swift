@@ -19,6 +19,12 @@ struct FixtureManifest: Decodable, Sendable {
         let headers: [Header]
     }
 
+    /// A transaction marker in a Fetch response (txn fixtures).
+    struct ControlRecord: Decodable, Sendable {
+        let offset: Int64
+        let type: String
+    }
+
     struct RecordSetRecords: Decodable, Sendable {
         let topics: [String]
         let records: [ExpectedRecord]
@@ -43,13 +49,8 @@ struct FixtureManifest: Decodable, Sendable {
         let highWatermark: Int64?
         let topicId: String?
         let baseOffset: Int64?
+        let transactional: Bool?
         let controlRecords: [ControlRecord]?
-
-        /// A transaction marker the broker wrote (Fetch responses of transactional topics).
-        struct ControlRecord: Decodable, Sendable {
-            let offset: Int64
-            let type: String
-        }
 
         var testDescription: String { file }
         var isRequest: Bool { direction == "request" }
@@ -213,7 +214,8 @@ enum FixtureCheck {
     }
 
     /// Splits the records, verifies every CRC, checks the codec and producer id from the
-    /// batch header. Returns the batches' bytes.
+    /// batch header (of data batches; control batches are never compressed). Returns the
+    /// batches' bytes.
     static func recordSet(_ f: FixtureManifest.Fixture, _ records: ByteBuffer) throws -> [ByteBuffer] {
         let entries = try RecordSet.split(records)
         var batches: [ByteBuffer] = []
@@ -232,9 +234,10 @@ enum FixtureCheck {
             #expect(RecordBatch.peekMagic(bytes) == 2)
             try RecordBatch.verifyCRC(bytes)
             let attributes = bytes.getInteger(at: bytes.readerIndex + RecordBatch.attributesOffset, as: Int16.self)!
-            // Transaction markers (control batches) are written uncompressed by the broker.
-            let expectedCodec = attributes & 0x20 != 0 ? CompressionCodec.none : f.compression
-            #expect(CompressionCodec(rawValue: UInt8(attributes & 7)) == expectedCodec)
+            let isControl = attributes & 0x20 != 0
+            #expect(CompressionCodec(rawValue: UInt8(attributes & 7)) == (isControl ? CompressionCodec.none : f.compression))
+            let transactional = (f.transactional ?? false) || f.controlRecords != nil
+            #expect((attributes & 0x10 != 0) == transactional, "\(f.file): transactional bit")
             if let producerId = f.producerId {
                 #expect(bytes.getInteger(at: bytes.readerIndex + 43, as: Int64.self) == producerId)
             }
@@ -242,19 +245,27 @@ enum FixtureCheck {
         return batches
     }
 
-    /// Decodes the batches, compares their records with the manifest's, and re-encodes
-    /// them: byte for byte when uncompressed; to the same records when compressed.
-    static func batchesAndRecords(_ f: FixtureManifest.Fixture, _ batches: [ByteBuffer]) throws {
+    /// Decodes the batches, compares their records (and transaction markers) with the
+    /// manifest's, and re-encodes them: byte for byte when uncompressed; to the same
+    /// records when compressed. With `dataBatches: false` only control batches (never
+    /// compressed) are decoded.
+    static func batchesAndRecords(_ f: FixtureManifest.Fixture, _ batches: [ByteBuffer], dataBatches: Bool = true) throws {
         var decoded: [Record] = []
-        var controlOffsets: [Int64] = []
+        var markers: [(offset: Int64, type: String)] = []
         for bytes in batches {
+            let isControl = bytes.getInteger(at: bytes.readerIndex + RecordBatch.attributesOffset, as: Int16.self)! & 0x20 != 0
+            if !isControl && !dataBatches { continue }
             let batch = try RecordBatch(decoding: bytes)
             if batch.isControl {
-                // A control batch is one marker record; it passes through untouched.
-                #expect(batch.records.count == 1, "\(f.file): control batch with one marker")
-                #expect(batch.compression == CompressionCodec.none)
+                // A control record's key is (version int16, type int16): 0 abort, 1 commit.
+                #expect(batch.isTransactional)
+                for r in batch.records {
+                    let key = try #require(r.key)
+                    #expect(key.readableBytes == 4)
+                    let type = key.getInteger(at: key.readerIndex + 2, as: Int16.self)
+                    markers.append((batch.baseOffset + Int64(r.offsetDelta), type == 1 ? "commit" : type == 0 ? "abort" : "?"))
+                }
                 #expect(hex(try batch.encoded()) == hex(bytes), "\(f.file): control batch re-encoding")
-                controlOffsets.append(batch.baseOffset)
                 continue
             }
             #expect(batch.compression == f.compression)
@@ -271,7 +282,10 @@ enum FixtureCheck {
                 #expect(uncompressed.compression == CompressionCodec.none)
             }
         }
-        #expect(controlOffsets == (f.controlRecords ?? []).map(\.offset), "\(f.file): transaction markers")
+        let expectedMarkers = f.controlRecords ?? []
+        #expect(markers.map(\.offset) == expectedMarkers.map(\.offset), "\(f.file): control record offsets")
+        #expect(markers.map(\.type) == expectedMarkers.map(\.type), "\(f.file): control record types")
+        guard dataBatches else { return }
         let expected = FixtureManifest.expectedRecords(f)
         #expect(decoded.count == expected.count, "\(f.file): record count")
         for (i, (got, want)) in zip(decoded, expected).enumerated() {
@@ -324,9 +338,9 @@ struct FixtureTests {
     func fixture(_ f: FixtureManifest.Fixture) throws {
         guard let records = try FixtureCheck.frameHeaderAndBody(f) else { return }
         let batches = try FixtureCheck.recordSet(f, records)
-        if f.compression == CompressionCodec.none {
-            try FixtureCheck.batchesAndRecords(f, batches)
-        }
+        // Compressed data batches are left to compressedBatch_<codec>; control batches
+        // (transaction markers) are uncompressed and decoded here whatever the codec.
+        try FixtureCheck.batchesAndRecords(f, batches, dataBatches: f.compression == CompressionCodec.none)
     }
 
     @Test func bulkFixtureIsAboutFiftyKiB() throws {

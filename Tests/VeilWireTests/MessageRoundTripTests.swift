@@ -349,3 +349,24 @@ struct MessageRoundTripTests {
         #expect(try FetchResponse(decoding: f16.encoded(version: 15), version: 15).nodeEndpoints == nil)
     }
 }
+
+@Suite("Messages: encoding appends in place")
+struct EncodeInPlaceTests {
+    /// Writing a header and a body into a buffer with reserved capacity must not copy
+    /// the buffer (a writer built on a copy of it did, losing the reservation, so every
+    /// encode copied all bytes already written and the records were copied again on growth).
+    @Test func headerAndBodyKeepTheReservedStorage() {
+        var b = ByteBuffer()
+        b.reserveCapacity(1 << 20)
+        b.writeBytes([1, 2, 3])
+        let capacity = b.capacity
+        let start = b.withUnsafeReadableBytes { UInt(bitPattern: $0.baseAddress) }
+        RequestHeader(apiKey: .produce, apiVersion: 9, correlationId: 1, clientId: "c", taggedFields: tags([(1, [1])])).write(to: &b)
+        Samples.produceRequest(9).encode(version: 9, into: &b)
+        ResponseHeader(correlationId: 1).write(to: &b, headerVersion: 1)
+        Samples.fetchResponse(16).encode(version: 16, into: &b)
+        #expect(b.capacity == capacity)
+        #expect(b.withUnsafeReadableBytes { UInt(bitPattern: $0.baseAddress) } == start)
+        #expect(b.getSlice(at: 0, length: 3)?.bytes == [1, 2, 3])
+    }
+}

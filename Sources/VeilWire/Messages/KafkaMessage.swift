@@ -22,9 +22,7 @@ extension KafkaMessage {
 
     /// Encodes the message body at `version` into `buffer`.
     public func encode(version: Int16, into buffer: inout ByteBuffer) {
-        var writer = WireWriter(buffer: buffer, version: version, flexible: Self.apiKey.isFlexible(version))
-        write(to: &writer)
-        buffer = writer.buffer
+        WireWriter.append(to: &buffer, version: version, flexible: Self.apiKey.isFlexible(version)) { write(to: &$0) }
     }
 
     public func encoded(version: Int16) -> ByteBuffer {

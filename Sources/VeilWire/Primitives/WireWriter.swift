@@ -12,6 +12,17 @@ public struct WireWriter {
         self.flexible = flexible
     }
 
+    /// Runs `body` with a writer appending to `buffer`. The buffer is moved into the
+    /// writer and back rather than copied: writing through a copy while the caller still
+    /// holds the original makes NIO copy every byte already in the buffer (and drop the
+    /// capacity the caller reserved).
+    public static func append(to buffer: inout ByteBuffer, version: Int16, flexible: Bool, _ body: (inout WireWriter) -> Void) {
+        var writer = WireWriter(buffer: ByteBuffer(), version: version, flexible: flexible)
+        swap(&writer.buffer, &buffer)
+        body(&writer)
+        swap(&writer.buffer, &buffer)
+    }
+
     public mutating func int8(_ v: Int8) { buffer.writeInteger(v) }
     public mutating func int16(_ v: Int16) { buffer.writeInteger(v) }
     public mutating func int32(_ v: Int32) { buffer.writeInteger(v) }

@@ -87,24 +87,26 @@ public struct Record: Sendable, Equatable {
         return size
     }
 
+    private static func writeNullable(_ b: ByteBuffer?, to buffer: inout ByteBuffer) {
+        guard let b else { buffer.writeVarint(-1); return }
+        buffer.writeVarint(Int64(b.readableBytes))
+        buffer.writeImmutableBuffer(b)
+    }
+
     /// Writes the record, length prefix included.
     func write(to buffer: inout ByteBuffer) {
-        func writeNullable(_ b: ByteBuffer?) {
-            guard let b else { buffer.writeVarint(-1); return }
-            buffer.writeVarint(Int64(b.readableBytes))
-            buffer.writeImmutableBuffer(b)
-        }
+        // (A nested function capturing `buffer` would cost a dynamic exclusivity check per call.)
         buffer.writeVarint(Int64(bodySize))
         buffer.writeInteger(attributes)
         buffer.writeVarint(timestampDelta)
         buffer.writeVarint(Int64(offsetDelta))
-        writeNullable(key)
-        writeNullable(value)
+        Self.writeNullable(key, to: &buffer)
+        Self.writeNullable(value, to: &buffer)
         buffer.writeVarint(Int64(headers.count))
         for h in headers {
             buffer.writeVarint(Int64(h.key.utf8.count))
             buffer.writeString(h.key)
-            writeNullable(h.value)
+            Self.writeNullable(h.value, to: &buffer)
         }
     }
 }
