@@ -1141,7 +1141,7 @@ def test_veil_demo(tmp_path):
     assert binary is not None, "veil binary not found"
     listed, help_text = _demo_listed(binary)
     if not listed:
-        pytest.skip(f"veil demo not available in {binary} (`veil --help` lists no demo subcommand)")
+        pytest.fail(f"veil demo not available in {binary} (`veil --help` lists no demo subcommand)")
     log = tmp_path / "demo.log"
     with open(log, "wb") as f:
         proc = subprocess.Popen([str(binary), "demo", "--dir", str(tmp_path / "demo")], stdout=f,
@@ -1182,7 +1182,7 @@ def test_veil_demo_serve(tmp_path):
     assert binary is not None, "veil binary not found"
     listed, _ = _demo_listed(binary)
     if not listed:
-        pytest.skip(f"veil demo not available in {binary} (`veil --help` lists no demo subcommand)")
+        pytest.fail(f"veil demo not available in {binary} (`veil --help` lists no demo subcommand)")
     log = tmp_path / "demo-serve.log"
     with open(log, "wb") as f:
         proc = subprocess.Popen([str(binary), "demo", "--serve", "--dir", str(tmp_path / "demo")], stdout=f,
@@ -1231,7 +1231,7 @@ def test_veil_demo_interrupted_stops_its_broker(tmp_path, sig):
     binary = veil_binary()
     assert binary is not None, "veil binary not found"
     if not _demo_listed(binary)[0]:
-        pytest.skip(f"veil demo not available in {binary} (`veil --help` lists no demo subcommand)")
+        pytest.fail(f"veil demo not available in {binary} (`veil --help` lists no demo subcommand)")
     log = tmp_path / "demo-int.log"
     with open(log, "wb") as f:
         proc = subprocess.Popen([str(binary), "demo", "--records", "3000", "--dir", str(tmp_path / "demo")],
