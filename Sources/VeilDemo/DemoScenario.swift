@@ -62,7 +62,8 @@ public struct DemoScenario {
             var sidecars: [Sidecar] = []
             var paths: [String: String] = [:]
             for role in ["owner", "finance", "sales"] {
-                let listen = try freeLoopbackPort()
+                // The listener and its four broker ports, all free together.
+                let listen = try freeLoopbackPortBlock(count: 5)
                 let yaml = sidecarYAML(role: role, listen: listen, brokerPort: brokerPort)
                 let path = "\(workDirectory)/\(role).yaml"
                 try yaml.write(toFile: path, atomically: true, encoding: .utf8)

@@ -97,3 +97,25 @@ public final class ChildProcesses: Sendable {
         for pid in pids.withLockedValue({ $0 }) { kill(pid, SIGKILL) }
     }
 }
+
+/// A run of `count` consecutive free loopback ports below the kernel's ephemeral range, so
+/// a sidecar's per-broker listeners cannot collide with ports handed out to connections.
+public func freeLoopbackPortBlock(count: Int) throws -> Int {
+    for _ in 0..<200 {
+        let base = Int.random(in: 20_000...(32_000 - count))
+        let free = (base..<(base + count)).allSatisfy { port in
+            guard let channel = try? ServerBootstrap(group: MultiThreadedEventLoopGroup.singleton)
+                .bind(host: "127.0.0.1", port: port).wait() else { return false }
+            try? channel.close().wait()
+            return true
+        }
+        if free { return base }
+    }
+    throw PortsUnavailable(count: count)
+}
+
+/// No run of free ports was found.
+public struct PortsUnavailable: Error, CustomStringConvertible {
+    var count: Int
+    public var description: String { "no \(count) consecutive free loopback ports found" }
+}
