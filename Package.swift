@@ -15,6 +15,7 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.8.2"),
         .package(url: "https://github.com/apple/swift-log.git", from: "1.16.2"),
         .package(url: "https://github.com/jpsim/Yams.git", from: "6.2.2"),
+        .package(url: "https://github.com/apple/swift-nio-ssl.git", from: "2.37.6"),
         .package(url: "https://github.com/swift-server/async-http-client.git", from: "1.37.0"),
     ],
     targets: [
@@ -59,17 +60,20 @@ let package = Package(
                 .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
             ],
             swiftSettings: strict),
+        .target(name: "VeilSASL", dependencies: ["COpenSSL"], swiftSettings: strict),
         .target(
             name: "VeilConfig",
-            dependencies: ["Yams", "VeilKMS"],
+            dependencies: ["Yams", "VeilKMS", "VeilSASL"],
             swiftSettings: strict),
         .target(
             name: "VeilProxy",
             dependencies: [
-                "VeilWire", "VeilEnvelope", "VeilConfig", "VeilKMS",
+                "VeilWire", "VeilEnvelope", "VeilConfig", "VeilKMS", "VeilSASL",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
+                .product(name: "NIOSSL", package: "swift-nio-ssl"),
+                .product(name: "NIOTLS", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),
             ],
             swiftSettings: strict),
@@ -86,7 +90,7 @@ let package = Package(
         .executableTarget(
             name: "veil",
             dependencies: [
-                "VeilProxy", "VeilDemo", "VeilAWSKMS",
+                "VeilProxy", "VeilDemo", "VeilAWSKMS", "VeilSASL",
                 .product(name: "AsyncHTTPClient", package: "async-http-client"), "VeilConfig", "VeilKMS", "VeilEnvelope",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
@@ -126,6 +130,7 @@ let package = Package(
             dependencies: ["VeilEnvelope", "VeilKMS", .product(name: "NIOCore", package: "swift-nio")],
             swiftSettings: strict),
         .testTarget(name: "VeilProxyTests", dependencies: ["VeilProxy", "VeilConfig"], swiftSettings: strict),
+        .testTarget(name: "VeilSASLTests", dependencies: ["VeilSASL"], swiftSettings: strict),
         .testTarget(name: "VeilConfigTests", dependencies: ["VeilConfig"], swiftSettings: strict),
     ]
 )

@@ -37,6 +37,11 @@ struct ConfigNode {
         return false
     }
 
+    var isSequence: Bool {
+        if case .sequence = self.node { return true }
+        return false
+    }
+
     var isMapping: Bool {
         if case .mapping = self.node { return true }
         return false

@@ -2,13 +2,16 @@
 public struct UpstreamConfiguration: Hashable, Sendable {
     /// Bootstrap brokers, tried in order.
     public let bootstrap: [HostPort]
-    /// Whether connections to the brokers use TLS.
-    public let tls: Bool
+    /// TLS towards the brokers; `nil` is plaintext.
+    public let tls: UpstreamTLS?
+    /// SASL on every upstream connection; `nil` is none.
+    public let sasl: UpstreamSASL?
 
     /// Creates an upstream; `bootstrap` must not be empty.
-    public init(bootstrap: [HostPort], tls: Bool = false) {
+    public init(bootstrap: [HostPort], tls: UpstreamTLS? = nil, sasl: UpstreamSASL? = nil) {
         self.bootstrap = bootstrap
         self.tls = tls
+        self.sasl = sasl
     }
 }
 
@@ -38,14 +41,14 @@ public struct BrokerPortRange: Hashable, Sendable {
 }
 
 extension UpstreamConfiguration {
-    /// Accepts `{ bootstrap: [HOST:PORT, …], tls: BOOL }`, or the shorthand `HOST:PORT`.
+    /// Accepts `{ bootstrap: [HOST:PORT, …], tls: BOOL | {…}, sasl: {…} }`, or the shorthand `HOST:PORT`.
     init(_ node: ConfigNode) throws(ConfigurationError) {
         if !node.isMapping {
             let address = try node.nonEmptyString()
             self.init(bootstrap: [try node.located { () throws(ConfigurationError) in try HostPort(parsing: address) }])
             return
         }
-        let fields = try node.mapping(allowed: ["bootstrap", "tls"])
+        let fields = try node.mapping(allowed: ["bootstrap", "tls", "sasl"])
         let bootstrapNode = try fields.required("bootstrap")
         let entries: [ConfigNode]
         switch bootstrapNode.node {
@@ -61,7 +64,9 @@ extension UpstreamConfiguration {
             bootstrap.append(address)
         }
         guard !bootstrap.isEmpty else { throw bootstrapNode.error("expected at least one HOST:PORT") }
-        self.init(bootstrap: bootstrap, tls: try fields["tls"]?.bool() ?? false)
+        self.init(
+            bootstrap: bootstrap, tls: try fields["tls"].flatMap { n throws(ConfigurationError) in try UpstreamTLS.parse(n) },
+            sasl: try fields["sasl"].map { n throws(ConfigurationError) in try UpstreamSASL(n) })
     }
 }
 

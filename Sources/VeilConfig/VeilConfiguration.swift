@@ -22,6 +22,10 @@ public struct VeilConfiguration: Sendable {
     public let dek: DEKPolicy
     /// Topic policies in file order; the first match wins.
     public let topics: [TopicPolicy]
+    /// TLS on the client-facing listeners; `nil` is plaintext (the sidecar default).
+    public let listenerTLS: ListenerTLS?
+    /// Gateway mode: identity per client connection; `nil` is sidecar mode (one identity).
+    public let gateway: GatewayConfiguration?
 
     private let configuredBrokerPorts: BrokerPortRange?
     private let configuredAdvertisedHost: String?
@@ -57,7 +61,9 @@ public struct VeilConfiguration: Sendable {
         kms: [KMSConfiguration] = [],
         grants: Grants = Grants(),
         dek: DEKPolicy = DEKPolicy(),
-        topics: [TopicPolicy] = []
+        topics: [TopicPolicy] = [],
+        listenerTLS: ListenerTLS? = nil,
+        gateway: GatewayConfiguration? = nil
     ) throws(ConfigurationError) {
         let kmsByName = Dictionary(kms.map { ($0.name, $0) }, uniquingKeysWith: { first, _ in first })
         func check(_ references: some Sequence<KeyReference>, _ path: String) throws(ConfigurationError) {
@@ -71,6 +77,10 @@ public struct VeilConfiguration: Sendable {
         }
         try check(grants.encrypt, "grants.encrypt")
         try check(grants.decrypt, "grants.decrypt")
+        for (name, identity) in gateway?.identities ?? [:] {
+            try check(identity.grants.encrypt, "gateway.identities.\(name).grants.encrypt")
+            try check(identity.grants.decrypt, "gateway.identities.\(name).grants.decrypt")
+        }
         for (index, topic) in topics.enumerated() {
             try check(topic.encrypt?.allKeys ?? [], "topics[\(index)].encrypt")
         }
@@ -78,13 +88,13 @@ public struct VeilConfiguration: Sendable {
         self.init(
             identity: identity, listen: listen, upstream: upstream, brokerPorts: brokerPorts,
             advertisedHost: advertisedHost, maxFrameBytes: maxFrameBytes, kms: kmsByName, grants: grants, dek: dek,
-            topics: topics)
+            topics: topics, listenerTLS: listenerTLS, gateway: gateway)
     }
 
     private init(
         identity: String, listen: HostPort, upstream: UpstreamConfiguration, brokerPorts: BrokerPortRange?,
         advertisedHost: String?, maxFrameBytes: Int, kms: [String: KMSConfiguration], grants: Grants,
-        dek: DEKPolicy, topics: [TopicPolicy]
+        dek: DEKPolicy, topics: [TopicPolicy], listenerTLS: ListenerTLS?, gateway: GatewayConfiguration?
     ) {
         self.identity = identity
         self.listen = listen
@@ -96,6 +106,17 @@ public struct VeilConfiguration: Sendable {
         self.grants = grants
         self.dek = dek
         self.topics = topics
+        self.listenerTLS = listenerTLS
+        self.gateway = gateway
+    }
+
+    /// This configuration acting for one gateway identity: its name and grants replace the
+    /// file's, everything else (KMSes, topic policies) is shared.
+    public func acting(as identity: GatewayIdentity) -> VeilConfiguration {
+        VeilConfiguration(
+            identity: identity.name, listen: self.listen, upstream: self.upstream, brokerPorts: self.configuredBrokerPorts,
+            advertisedHost: self.configuredAdvertisedHost, maxFrameBytes: self.maxFrameBytes, kms: self.kms,
+            grants: identity.grants, dek: self.dek, topics: self.topics, listenerTLS: self.listenerTLS, gateway: self.gateway)
     }
 
     /// The policy for `topic`: the first entry whose `match` selects it, or `nil`.
@@ -119,14 +140,15 @@ public struct VeilConfiguration: Sendable {
         if let upstream, upstream.isEmpty {
             throw ConfigurationError(path: "--upstream", problem: "expected at least one HOST:PORT")
         }
-        let newUpstream = upstream.map { UpstreamConfiguration(bootstrap: $0, tls: self.upstream.tls) } ?? self.upstream
+        let newUpstream = upstream.map { UpstreamConfiguration(bootstrap: $0, tls: self.upstream.tls, sasl: self.upstream.sasl) } ?? self.upstream
         try (self.configuredBrokerPorts ?? .following(listen)).validate(
             listen: listen, upstream: newUpstream, path: "broker_ports (after applying --listen/--upstream)")
         return VeilConfiguration(
             identity: self.identity, listen: listen,
             upstream: newUpstream,
             brokerPorts: self.configuredBrokerPorts, advertisedHost: self.configuredAdvertisedHost,
-            maxFrameBytes: self.maxFrameBytes, kms: self.kms, grants: self.grants, dek: self.dek, topics: self.topics)
+            maxFrameBytes: self.maxFrameBytes, kms: self.kms, grants: self.grants, dek: self.dek, topics: self.topics,
+            listenerTLS: self.listenerTLS, gateway: self.gateway)
     }
 }
 
@@ -150,7 +172,7 @@ extension VeilConfiguration {
     private static func parse(_ root: ConfigNode) throws(ConfigurationError) -> VeilConfiguration {
         let fields = try root.mapping(allowed: [
             "identity", "listen", "upstream", "broker_ports", "advertised_host", "max_frame_bytes", "kms", "grants",
-            "dek", "topics",
+            "dek", "topics", "listener", "gateway",
         ])
         let identity = try fields.required("identity").nonEmptyString()
         let listen: HostPort
@@ -176,6 +198,18 @@ extension VeilConfiguration {
         } else {
             try BrokerPortRange.following(listen).validate(listen: listen, upstream: upstream, path: "broker_ports")
         }
+        var listenerTLS: ListenerTLS?
+        if let node = fields["listener"] {
+            let listener = try node.mapping(allowed: ["tls"])
+            listenerTLS = try listener["tls"].map { n throws(ConfigurationError) in try ListenerTLS(n) }
+        }
+        var gateway: GatewayConfiguration?
+        if let node = fields["gateway"] {
+            gateway = try GatewayConfiguration(node, kms: kms, listenerTLS: listenerTLS)
+            if let grants = fields["grants"] {
+                throw grants.error("in gateway mode grants are per identity: move them under gateway.identities.NAME.grants")
+            }
+        }
         var topics: [TopicPolicy] = []
         if let node = fields["topics"] {
             for entry in try node.list() { topics.append(try TopicPolicy(entry, kms: kms)) }
@@ -190,6 +224,6 @@ extension VeilConfiguration {
             kms: kms,
             grants: try fields["grants"].map { node throws(ConfigurationError) in try Grants(node, kms: kms) } ?? Grants(),
             dek: try fields["dek"].map { node throws(ConfigurationError) in try DEKPolicy(node) } ?? DEKPolicy(),
-            topics: topics)
+            topics: topics, listenerTLS: listenerTLS, gateway: gateway)
     }
 }

@@ -34,3 +34,14 @@ public enum ApiVersionsPolicy {
         }
     }
 }
+
+extension ApiVersionsPolicy {
+    /// Gateway mode: clients authenticate to Veil, so SASL is offered whatever the broker
+    /// says: SaslHandshake v1 only (v0 is followed by unframed tokens) and SaslAuthenticate.
+    public static func offeringSasl(_ keys: [ApiVersionsResponse.ApiVersion]) -> [ApiVersionsResponse.ApiVersion] {
+        var out = keys.filter { $0.apiKey != ApiKey.saslHandshake.rawValue && $0.apiKey != ApiKey.saslAuthenticate.rawValue }
+        out.append(.init(apiKey: ApiKey.saslHandshake.rawValue, minVersion: 1, maxVersion: 1))
+        out.append(.init(apiKey: ApiKey.saslAuthenticate.rawValue, minVersion: 0, maxVersion: SaslAuthenticateRequest.versions.upperBound))
+        return out.sorted { $0.apiKey < $1.apiKey }
+    }
+}

@@ -2,6 +2,8 @@ import VeilConfig
 import Logging
 import NIOCore
 import NIOPosix
+import NIOSSL
+import VeilSASL
 import VeilWire
 
 /// One application connection and its upstream connection, both on one event loop.
@@ -49,6 +51,17 @@ final class ProxyConnection: @unchecked Sendable {
     private var exchanges = CircularBuffer<Exchange>()
     private var closed = false
     private var logger: Logger
+    /// The record filters for this connection's identity: the server's in sidecar mode; in
+    /// gateway mode the authenticated identity's, and none before authentication.
+    private var filters: ExchangeFilters
+    /// Gateway mode: the identity this connection acts as, once authenticated.
+    private var identity: String?
+    private var clientAuth = ClientAuthentication()
+    /// Set once a client's authentication failed: its connection only waits to be closed.
+    private var refusing = false
+    static let failedAuthenticationDelay = TimeAmount.seconds(1)
+    /// The broker the upstream connection dialled, as named in metadata or configuration.
+    private var upstreamAddress: HostPort?
 
     init(server: ProxyServer, client: Channel, target: ProxyServer.Target) {
         self.server = server
@@ -58,11 +71,49 @@ final class ProxyConnection: @unchecked Sendable {
         var logger = server.logger
         logger[metadataKey: "peer"] = "\(client.remoteAddress.flatMap { a in a.ipAddress.map { "\($0):\(a.port ?? 0)" } } ?? "?")"
         self.logger = logger
+        self.filters = server.gateway == nil ? server.filters : .passThrough
+    }
+
+    private var isGateway: Bool { server.gateway != nil }
+    private var authenticated: Bool { !isGateway || identity != nil }
+
+    /// Gateway mode: the client's TLS handshake finished; a certificate whose subject maps to
+    /// an identity authenticates the connection.
+    func clientCertificate(_ certificate: NIOSSLCertificate?) {
+        guard let gateway = server.gateway, identity == nil, let certificate else { return }
+        let subject = ClientCertificateSubject.attributes(of: certificate)
+        guard let match = gateway.configuration.identity(forCertificateSubject: subject) else {
+            logger.info("client certificate subject \(ClientCertificateSubject.describe(subject)) maps to no identity; SASL is still possible")
+            return
+        }
+        adopt(identity: match.name, how: "client certificate \(ClientCertificateSubject.describe(subject))")
+    }
+
+    private func adopt(identity name: String, how: String) {
+        guard let found = server.gateway?.identity(named: name) else {
+            fail("\(how) authenticated identity '\(name)', which is not configured")
+            return
+        }
+        let (identity, filters) = found
+        self.identity = identity.name
+        self.filters = filters
+        logger[metadataKey: "identity"] = "\(identity.name)"
+        logger.info("client authenticated by \(how) as identity \(identity.name)")
     }
 
     // MARK: lifecycle
 
     func clientActive() {
+        if let refusal = server.setupGate.check() {
+            let (remaining, first) = refusal
+            // A recent credential or certificate failure would only repeat: refuse without
+            // touching the broker, so reconnecting clients can't hammer it.
+            let message = "upstream set-up failed recently; not contacting the broker for another \(remaining.nanoseconds / 1_000_000) ms"
+            if first { logger.warning("closing connection: \(message)") } else { logger.debug("closing connection: \(message)") }
+            closed = true
+            client.close(promise: nil)
+            return
+        }
         let candidates = server.upstreamCandidates(for: target)
         connect(candidates[...], lastError: nil)
     }
@@ -73,13 +124,33 @@ final class ProxyConnection: @unchecked Sendable {
             return
         }
         let maxFrame = server.settings.maxFrameBytes
+        let security = server.security
+        let exchange: (any SaslClientExchange)?
+        do {
+            exchange = try security.sasl?(next)
+        } catch {
+            fail("cannot start SASL towards broker \(next): \(error)")
+            return
+        }
+        // Happy eyeballs may try several channels; each gets its own set-up promise, and only
+        // the one that connected is waited for.
+        let readiness = NIOLoopBoundBox([ObjectIdentifier: EventLoopFuture<Void>](), eventLoop: loop)
         ClientBootstrap(group: loop)
             .channelOption(.socketOption(.tcp_nodelay), value: 1)
             .connectTimeout(.seconds(10))
             .channelInitializer { [self] channel in
                 channel.eventLoop.makeCompletedFuture {
-                    try channel.pipeline.syncOperations.addHandler(ByteToMessageHandler(KafkaFrameDecoder(maxFrameBytes: maxFrame)))
-                    try channel.pipeline.syncOperations.addHandler(ProxySideHandler(connection: self, side: .upstream))
+                    let ready = channel.eventLoop.makePromise(of: Void.self)
+                    readiness.value[ObjectIdentifier(channel)] = ready.futureResult
+                    let sync = channel.pipeline.syncOperations
+                    if let tls = security.tls {
+                        try sync.addHandler(NIOSSLClientHandler(context: tls.context, serverHostname: tls.serverName(for: next.host)))
+                    }
+                    try sync.addHandler(ByteToMessageHandler(KafkaFrameDecoder(maxFrameBytes: maxFrame)))
+                    try sync.addHandler(UpstreamSessionHandler(
+                        broker: next, tls: security.tls, mechanism: security.saslMechanism, exchange: exchange, ready: ready,
+                        timeout: security.setupTimeout))
+                    try sync.addHandler(ProxySideHandler(connection: self, side: .upstream))
                 }
             }
             .connect(host: next.host, port: next.port)
@@ -90,13 +161,49 @@ final class ProxyConnection: @unchecked Sendable {
                         channel.close(promise: nil)
                         return
                     }
-                    upstream = channel
-                    maybeResumeClientReads()
+                    guard let ready = readiness.value[ObjectIdentifier(channel)] else {
+                        channel.close(promise: nil)
+                        fail("upstream connection to \(next) has no set-up state")
+                        return
+                    }
+                    readiness.value = [:]
+                    ready.whenComplete { [self] outcome in
+                        switch outcome {
+                        case .success:
+                            server.setupGate.recordSuccess()
+                            guard !closed else { channel.close(promise: nil); return }
+                            upstream = channel
+                            upstreamAddress = next
+                            maybeResumeClientReads()
+                            // Requests answered locally while upstream was not ready may be queued.
+                            drainRequests()
+                        case .failure(let error):
+                            var reason = "\(error)"
+                            if let setup = error as? UpstreamSetupError, setup.holdsOffRetries {
+                                let delay = server.setupGate.recordFailure()
+                                reason += "; new connections are refused for \(delay.nanoseconds / 1_000_000) ms instead of retrying"
+                            }
+                            fail(reason)
+                        }
+                    }
                 case .failure(let error):
+                    readiness.value = [:]
                     logger.warning("upstream \(next) unreachable: \(error)")
                     connect(candidates.dropFirst(), lastError: error)
                 }
             }
+    }
+
+    /// A log line for an error on one side. A TLS alert from the broker after the handshake
+    /// (TLS 1.3 servers refuse a client certificate only then) is described like a handshake
+    /// failure and holds off new connections the same way.
+    func describe(_ error: Error, from side: ProxySideHandler.Side, channel: Channel) -> String {
+        guard side == .upstream, let tls = server.security.tls, error is NIOSSLError || error is BoringSSLError,
+              let broker = upstreamAddress
+        else { return "from \(side): \(error)" }
+        let delay = server.setupGate.recordFailure()
+        return TLSDiagnosis.describe(error, broker: broker, tls: tls, peer: nil)
+            + "; new connections are refused for \(delay.nanoseconds / 1_000_000) ms instead of retrying"
     }
 
     /// Closes both sides, logging `reason` once.
@@ -142,7 +249,7 @@ final class ProxyConnection: @unchecked Sendable {
     // MARK: requests
 
     func clientFrame(_ frame: ByteBuffer) {
-        guard !closed else { return }
+        guard !closed, !refusing else { return }
         var body = frame
         let header: RequestHeader
         do {
@@ -155,6 +262,8 @@ final class ProxyConnection: @unchecked Sendable {
         exchanges.append(exchange)
         do {
             try route(exchange, header: header, frame: frame, body: body)
+        } catch let refusal as ClientAuthFailure {
+            fail(refusal.log)
         } catch {
             fail("malformed \(header.apiKey) v\(header.apiVersion) request (correlation id \(header.correlationId)): \(error)")
         }
@@ -162,6 +271,18 @@ final class ProxyConnection: @unchecked Sendable {
 
     private func route(_ exchange: Exchange, header: RequestHeader, frame: ByteBuffer, body: ByteBuffer) throws {
         switch header.apiKey {
+        case .saslHandshake, .saslAuthenticate:
+            if isGateway {
+                try authenticateClient(exchange, header: header, body: body)
+            } else if let mechanism = server.security.saslMechanism {
+                refuseClientSasl(exchange, header: header, upstreamMechanism: mechanism)
+            } else {
+                // Nothing authenticates upstream for the client: its own SASL goes to the broker.
+                forwardUnchanged(exchange, frame)
+            }
+        case let key where !authenticated && key != .apiVersions:
+            // As a SASL broker does: nothing but ApiVersions and SASL before authentication.
+            throw ClientAuthFailure(code: ClientAuthentication.illegalState, log: "\(key) request before authenticating to the gateway")
         case .apiVersions where !ApiVersionsRequest.versions.contains(header.apiVersion):
             // The protocol's answer to a too-new ApiVersions request: v0 layout, error 35,
             // and our own ApiVersions range so the client retries with one we support.
@@ -176,7 +297,7 @@ final class ProxyConnection: @unchecked Sendable {
             throw WireError(.unsupportedVersion(apiKey: header.apiKey.rawValue, version: header.apiVersion))
         case .produce:
             exchange.expectsResponse = try ProduceRequest.peekAcks(body: body, version: header.apiVersion) != 0
-            guard let filter = server.filters.records else {
+            guard let filter = filters.records else {
                 forwardUnchanged(exchange, frame)
                 return
             }
@@ -203,7 +324,7 @@ final class ProxyConnection: @unchecked Sendable {
                 }
                 drainRequests()
             }
-        case .fetch where server.filters.records != nil:
+        case .fetch where filters.records != nil:
             exchange.fetchRequest = try FetchRequest(decoding: body, version: header.apiVersion)
             forwardUnchanged(exchange, frame)
         default:
@@ -212,7 +333,7 @@ final class ProxyConnection: @unchecked Sendable {
     }
 
     private func exceedsFilterCap(_ header: RequestHeader) -> Bool {
-        guard let cap = server.filters.records?.versionCaps[header.apiKey] else { return false }
+        guard let cap = filters.records?.versionCaps[header.apiKey] else { return false }
         return header.apiVersion > cap
     }
 
@@ -235,6 +356,74 @@ final class ProxyConnection: @unchecked Sendable {
             if !exchange.expectsResponse { exchange.state = .noResponse }
         }
         if wrote { upstream.flush() }
+        drainResponses()
+    }
+
+    // MARK: client SASL
+
+    /// Gateway mode: SASL terminates here, against the users file.
+    private func authenticateClient(_ exchange: Exchange, header: RequestHeader, body: ByteBuffer) throws {
+        guard let gateway = server.gateway else { return }
+        let version = header.apiVersion
+        if header.apiKey == .saslHandshake {
+            guard version >= 1 else {
+                // v0 is followed by unframed tokens; Veil advertises v1 only, so clients use it.
+                throw ClientAuthFailure(code: ClientAuthentication.illegalState, log: "SaslHandshake v0 is not supported; Veil offers v1")
+            }
+            if identity != nil {
+                throw ClientAuthFailure(code: ClientAuthentication.illegalState, log: "SaslHandshake after authenticating")
+            }
+            let request = try SaslHandshakeRequest(decoding: body, version: version)
+            let (code, offered) = clientAuth.handshake(request, gateway: gateway)
+            respondLocally(exchange, SaslHandshakeResponse(errorCode: code, mechanisms: offered), version: version)
+            if code != 0 { fail("client asked for SASL mechanism \(request.mechanism); the gateway offers \(offered.joined(separator: ", "))") }
+            return
+        }
+        let request = try SaslAuthenticateRequest(decoding: body, version: version)
+        var authBytes = request.authBytes
+        let bytes = authBytes.readBytes(length: authBytes.readableBytes) ?? []
+        guard identity == nil else {
+            throw ClientAuthFailure(code: ClientAuthentication.illegalState, log: "SaslAuthenticate after authenticating")
+        }
+        let mechanism = clientAuth.chosenMechanism
+        switch clientAuth.authenticate(bytes, gateway: gateway) {
+        case .success(let (reply, user)):
+            respondLocally(exchange, SaslAuthenticateResponse(errorCode: 0, errorMessage: nil, authBytes: ByteBuffer(bytes: reply)), version: version)
+            if let user {
+                guard let record = gateway.users.users[user] else {
+                    fail("user '\(user)' vanished from the users file")
+                    return
+                }
+                adopt(identity: record.identity, how: "SASL \(mechanism?.rawValue ?? "") as user '\(user)'")
+            }
+        case .failure(let refusal):
+            // As Kafka's connection.failed.authentication.delay.ms: the error goes out at once
+            // (closing right behind it can beat the client to reading it), and the connection
+            // closes after a pause during which nothing more is read from it.
+            refusing = true
+            logger.warning("client authentication refused: \(refusal.log)")
+            let response = SaslAuthenticateResponse(errorCode: refusal.code, errorMessage: refusal.message, authBytes: ByteBuffer())
+            respondLocally(exchange, response, version: version)
+            loop.scheduleTask(in: Self.failedAuthenticationDelay) { [self] in close() }
+        }
+    }
+
+    /// Sidecar mode with upstream SASL: Veil authenticates upstream with its own credentials,
+    /// so a client's SASL can't be passed on. It is answered here, with an error that says why.
+    private func refuseClientSasl(_ exchange: Exchange, header: RequestHeader, upstreamMechanism: SaslMechanismName) {
+        let message = "Veil authenticates to the cluster itself (\(upstreamMechanism)); clients connect to the sidecar without SASL"
+        if header.apiKey == .saslHandshake {
+            respondLocally(exchange, SaslHandshakeResponse(errorCode: ClientAuthentication.unsupportedMechanism, mechanisms: []),
+                           version: min(header.apiVersion, 1))
+        } else {
+            respondLocally(exchange, SaslAuthenticateResponse(errorCode: ClientAuthentication.illegalState, errorMessage: message, authBytes: ByteBuffer()),
+                           version: min(header.apiVersion, 2))
+        }
+        logger.info("client sent \(header.apiKey); refused: \(message)")
+    }
+
+    private func respondLocally<M: KafkaMessage>(_ exchange: Exchange, _ message: M, version: Int16) {
+        exchange.state = .ready(encodeResponse(message, exchange: exchange, version: version))
         drainResponses()
     }
 
@@ -294,7 +483,8 @@ final class ProxyConnection: @unchecked Sendable {
         switch exchange.apiKey {
         case .apiVersions:
             var (response, decodedVersion) = try ApiVersionsResponse.decode(body, requestedVersion: version)
-            response.apiKeys = ApiVersionsPolicy.intersect(response.apiKeys, caps: server.filters.records?.versionCaps ?? [:])
+            response.apiKeys = ApiVersionsPolicy.intersect(response.apiKeys, caps: server.versionCaps)
+            if isGateway { response.apiKeys = ApiVersionsPolicy.offeringSasl(response.apiKeys) }
             return loop.makeSucceededFuture(encoded(response, decodedVersion))
         case .metadata:
             let response = try MetadataResponse(decoding: body, version: version)
@@ -317,7 +507,7 @@ final class ProxyConnection: @unchecked Sendable {
                 return encoded(r, version)
             }
         case .fetch:
-            let filter = server.filters.records
+            let filter = filters.records
             guard version >= 16 || filter != nil else { return loop.makeSucceededFuture(nil) }
             let response = try FetchResponse(decoding: body, version: version)
             var rewritten: EventLoopFuture<FetchResponse?> = loop.makeSucceededFuture(nil)
@@ -428,6 +618,6 @@ final class ProxySideHandler: ChannelDuplexHandler {
     }
 
     func errorCaught(context: ChannelHandlerContext, error: Error) {
-        connection.fail("from \(side): \(error)")
+        connection.fail(connection.describe(error, from: side, channel: context.channel))
     }
 }

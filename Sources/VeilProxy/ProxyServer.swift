@@ -3,6 +3,8 @@ import Logging
 import NIOConcurrencyHelpers
 import NIOCore
 import NIOPosix
+import NIOSSL
+import NIOTLS
 import VeilWire
 
 /// The sidecar proxy: a bootstrap listener for the application, plus one listener per
@@ -13,13 +15,33 @@ public final class ProxyServer: Sendable {
     let group: EventLoopGroup
     let logger: Logger
     let filters: ExchangeFilters
+    /// TLS and SASL towards the brokers.
+    let security: UpstreamSecurity
+    /// Gateway mode's identities and their filters; `nil` in sidecar mode.
+    let gateway: GatewayAuthentication?
+    /// TLS for the client-facing listeners; `nil` is plaintext.
+    let listenerTLS: NIOSSLContext?
+    /// Holds off new upstream connections after credential or certificate failures.
+    let setupGate = SetupFailureGate()
+    /// Version caps every identity's filters can work with, advertised before a gateway
+    /// client has authenticated (so before its own filters are known).
+    let versionCaps: [ApiKey: Int16]
     private let channels: NIOLockedValueBox<[Channel]>
 
-    public init(settings: ProxySettings, group: EventLoopGroup, logger: Logger, filters: ExchangeFilters = .passThrough) {
+    public init(settings: ProxySettings, group: EventLoopGroup, logger: Logger, filters: ExchangeFilters = .passThrough,
+                security: UpstreamSecurity = .none, listenerTLS: NIOSSLContext? = nil, gateway: GatewayAuthentication? = nil) {
         self.settings = settings
         self.group = group
         self.logger = logger
         self.filters = filters
+        self.security = security
+        self.listenerTLS = listenerTLS
+        self.gateway = gateway
+        var caps = filters.records?.versionCaps ?? [:]
+        for f in gateway.map({ Array($0.filters.values) }) ?? [] {
+            caps.merge(f.records?.versionCaps ?? [:]) { min($0, $1) }
+        }
+        versionCaps = caps
         brokers = BrokerDirectory(ports: settings.brokerPorts)
         channels = NIOLockedValueBox([])
     }
@@ -48,6 +70,7 @@ public final class ProxyServer: Sendable {
 
     private func bind(host: String, port: Int, target: Target) -> EventLoopFuture<Channel> {
         let maxFrame = settings.maxFrameBytes
+        let tls = listenerTLS
         return ServerBootstrap(group: group)
             .serverChannelOption(.backlog, value: 256)
             .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
@@ -55,6 +78,10 @@ public final class ProxyServer: Sendable {
             .childChannelInitializer { [self] child in
                 child.eventLoop.makeCompletedFuture {
                     let connection = ProxyConnection(server: self, client: child, target: target)
+                    if let tls {
+                        try child.pipeline.syncOperations.addHandler(NIOSSLServerHandler(context: tls))
+                        try child.pipeline.syncOperations.addHandler(ClientTLSHandler(connection: connection))
+                    }
                     try child.pipeline.syncOperations.addHandler(ByteToMessageHandler(KafkaFrameDecoder(maxFrameBytes: maxFrame)))
                     try child.pipeline.syncOperations.addHandler(ProxySideHandler(connection: connection, side: .client))
                 }

@@ -169,7 +169,15 @@ struct ConfigurationCheck {
         lines.append("listen: \(c.listen) (advertised host \(c.advertisedHost))")
         lines.append(
             "upstream: \(c.upstream.bootstrap.map(\.description).joined(separator: ", "))"
-                + (c.upstream.tls ? " (TLS)" : " (no TLS)"))
+                + (c.upstream.tls.map { " (TLS: \($0.summary))" } ?? " (no TLS)"))
+        if let sasl = c.upstream.sasl { lines.append("upstream SASL: \(sasl.summary)") }
+        if let tls = c.listenerTLS {
+            lines.append("listener TLS: \(tls.certFile)" + (tls.clientCAFile.map { ", client certificates from \($0)" } ?? ""))
+        }
+        if let gateway = c.gateway {
+            lines.append("gateway: identities \(gateway.identities.keys.sorted().joined(separator: ", "))"
+                + (gateway.usersFile.map { "; users file \($0)" } ?? ""))
+        }
         let ports = c.brokerPorts
         lines.append("broker ports: \(ports.ports.lowerBound)-\(ports.ports.upperBound) (\(ports.count))")
         lines.append("max frame: \(c.maxFrameBytes) bytes")

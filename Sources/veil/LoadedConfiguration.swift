@@ -1,15 +1,20 @@
 import Foundation
 import Logging
+import NIOSSL
 import VeilConfig
 import VeilKMS
 import VeilProxy
+import VeilSASL
 
 /// The configuration file and flags, turned into what the proxy runs with.
 struct LoadedConfiguration {
     var configuration: VeilConfiguration
     var settings: ProxySettings
     var filters: ExchangeFilters
-    /// Present when topic policies are configured: for the counts logged at shutdown.
+    var security: UpstreamSecurity = .none
+    var listenerTLS: NIOSSLContext?
+    var gateway: GatewayAuthentication?
+    /// Present when topic policies are configured (sidecar mode): for the counts logged at shutdown.
     var encryption: (filter: RecordEncryption, kms: CountingKMS)?
 
     static func load(path: String?, listen: String?, upstream: String?, logger: Logger) throws -> LoadedConfiguration {
@@ -32,14 +37,112 @@ struct LoadedConfiguration {
             listen: configuration.listen, upstreamBootstrap: configuration.upstream.bootstrap,
             advertisedHost: configuration.advertisedHost, brokerPorts: configuration.brokerPorts.ports,
             maxFrameBytes: configuration.maxFrameBytes)
-        var filters = ExchangeFilters.passThrough
-        var encryption: (RecordEncryption, CountingKMS)?
-        if !configuration.topics.isEmpty {
-            let kms = CountingKMS(try KMSSet.registry(for: configuration, logger: logger))
+        var loaded = LoadedConfiguration(configuration: configuration, settings: settings, filters: .passThrough)
+        let kms = configuration.topics.isEmpty ? nil : CountingKMS(try KMSSet.registry(for: configuration, logger: logger))
+        if let gateway = configuration.gateway {
+            // One record filter per identity: same topic policies and KMSes, its own grants.
+            var filters: [String: ExchangeFilters] = [:]
+            for (name, identity) in gateway.identities {
+                let acting = configuration.acting(as: identity)
+                if let kms {
+                    filters[name] = ExchangeFilters(records: try RecordEncryption(configuration: acting, kms: kms, logger: logger))
+                } else {
+                    filters[name] = .passThrough
+                }
+            }
+            var users = GatewayUsers(users: [:])
+            if let file = gateway.usersFile {
+                guard let data = FileManager.default.contents(atPath: file) else {
+                    throw ConfigurationError(path: "gateway.users_file", problem: "cannot read \(file)")
+                }
+                do {
+                    users = try GatewayUsers.parse(yaml: String(decoding: data, as: UTF8.self))
+                } catch {
+                    throw ConfigurationError(path: "gateway.users_file", problem: "\(file): \(error)")
+                }
+                try users.validate(against: gateway, path: "gateway.users_file")
+            }
+            loaded.gateway = GatewayAuthentication(configuration: gateway, users: users, filters: filters)
+        } else if let kms {
             let filter = try RecordEncryption(configuration: configuration, kms: kms, logger: logger)
-            filters = ExchangeFilters(records: filter)
-            encryption = (filter, kms)
+            loaded.filters = ExchangeFilters(records: filter)
+            loaded.encryption = (filter, kms)
         }
-        return LoadedConfiguration(configuration: configuration, settings: settings, filters: filters, encryption: encryption)
+        if let tls = configuration.listenerTLS {
+            loaded.listenerTLS = try ListenerTLSContext.make(tls, requireClientCertificate: configuration.gateway?.usersFile == nil)
+        }
+        loaded.security = try upstreamSecurity(configuration.upstream)
+        return loaded
+    }
+
+    /// Reads secrets now, so a missing one stops start-up rather than every connection.
+    static func upstreamSecurity(_ upstream: UpstreamConfiguration, environment: [String: String] = ProcessInfo.processInfo.environment)
+        throws -> UpstreamSecurity
+    {
+        var security = UpstreamSecurity()
+        if let tls = upstream.tls { security.tls = try UpstreamTLSContext(tls) }
+        guard let sasl = upstream.sasl else { return security }
+        security.saslMechanism = sasl.mechanism
+        switch sasl.mechanism {
+        case .plain, .scramSHA256, .scramSHA512:
+            let username = sasl.username ?? ""
+            let password = try readSecret(sasl.password!, environment: environment, path: "upstream.sasl")
+            let mechanism = sasl.mechanism
+            security.sasl = { _ in
+                if mechanism == .plain { return PlainClient(username: username, password: password) }
+                return ScramClient(mechanism: mechanism, username: username, password: password)
+            }
+        case .awsMSKIAM:
+            guard let region = sasl.region ?? environment["AWS_REGION"] ?? environment["AWS_DEFAULT_REGION"] else {
+                throw ConfigurationError(path: "upstream.sasl.region", problem: "AWS_MSK_IAM needs a region: set region or AWS_REGION")
+            }
+            do {
+                _ = try SigningCredentials.fromEnvironment(environment)
+            } catch {
+                throw ConfigurationError(path: "upstream.sasl", problem: "\(error)")
+            }
+            // Credentials are read per connection, so rotated temporary credentials are picked up.
+            security.sasl = { broker throws(SaslError) in
+                let credentials = try SigningCredentials.fromEnvironment(ProcessInfo.processInfo.environment)
+                return MSKIAMClient(credentials: credentials, region: region, host: broker.host,
+                                    epochSeconds: Int64(Date().timeIntervalSince1970))
+            }
+        }
+        return security
+    }
+
+    static func readSecret(_ source: SecretSource, environment: [String: String], path: String) throws -> String {
+        switch source {
+        case .environment(let name):
+            guard let value = environment[name], !value.isEmpty else {
+                throw ConfigurationError(path: path, problem: "the password's \(source) is not set")
+            }
+            return value
+        case .file(let file):
+            guard let data = FileManager.default.contents(atPath: file) else {
+                throw ConfigurationError(path: path, problem: "cannot read the password's \(source)")
+            }
+            var text = String(decoding: data, as: UTF8.self)
+            if text.hasSuffix("\n") { text.removeLast() }
+            if text.hasSuffix("\r") { text.removeLast() }
+            guard !text.isEmpty else { throw ConfigurationError(path: path, problem: "the password's \(source) is empty") }
+            return text
+        }
+    }
+
+    /// Start-up lines saying where identity and upstream trust come from, never secrets.
+    var securitySummary: [String] {
+        var lines: [String] = []
+        if let gateway {
+            lines.append(gateway.summary)
+        } else {
+            lines.append("sidecar mode: identity '\(configuration.identity)' from the configuration file")
+        }
+        if let tls = configuration.listenerTLS {
+            lines.append("client listener TLS: certificate \(tls.certFile)" + (tls.clientCAFile.map { ", client certificates verified against \($0)" } ?? ""))
+        }
+        lines.append("upstream TLS: " + (configuration.upstream.tls?.summary ?? "off (plaintext)"))
+        lines.append("upstream SASL: " + (configuration.upstream.sasl?.summary ?? "off"))
+        return lines
     }
 }

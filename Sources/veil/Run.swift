@@ -34,7 +34,10 @@ struct Run: AsyncParsableCommand {
             throw ExitCode(2)
         }
         let group = MultiThreadedEventLoopGroup(numberOfThreads: System.coreCount)
-        let server = ProxyServer(settings: loaded.settings, group: group, logger: logger, filters: loaded.filters)
+        for line in loaded.securitySummary { logger.info("\(line)") }
+        let server = ProxyServer(
+            settings: loaded.settings, group: group, logger: logger, filters: loaded.filters, security: loaded.security,
+            listenerTLS: loaded.listenerTLS, gateway: loaded.gateway)
         do {
             try await server.start()
         } catch {

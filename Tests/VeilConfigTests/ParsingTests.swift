@@ -41,7 +41,7 @@ let fullExample = """
         #expect(config.identity == "finance-consumer")
         #expect(config.listen == HostPort(host: "127.0.0.1", port: 7000))
         #expect(config.upstream.bootstrap.map(\.description) == ["b-1.msk.example:9094", "b-2.msk.example:9094"])
-        #expect(config.upstream.tls)
+        #expect(config.upstream.tls == UpstreamTLS())
         #expect(config.brokerPorts == BrokerPortRange(first: 7100, count: 8))
         #expect(config.advertisedHost == "veil.local")
         #expect(config.maxFrameBytes == 1_048_576)
@@ -85,7 +85,7 @@ let fullExample = """
                 kms: { k: { type: local, keyring: k.keyring } }
                 """)
         #expect(config.listen == HostPort(host: "127.0.0.1", port: 9092))
-        #expect(!config.upstream.tls)
+        #expect(config.upstream.tls == nil)
         #expect(config.brokerPorts == BrokerPortRange(first: 9093, count: 64))
         #expect(config.advertisedHost == "127.0.0.1")
         #expect(config.maxFrameBytes == 100 * 1024 * 1024)
@@ -127,7 +127,7 @@ let fullExample = """
         let overridden = try config.overriding(
             listen: HostPort(host: "127.0.0.2", port: 8000), upstream: [HostPort(host: "c", port: 1)])
         #expect(overridden.listen == HostPort(host: "127.0.0.2", port: 8000))
-        #expect(overridden.upstream == UpstreamConfiguration(bootstrap: [HostPort(host: "c", port: 1)], tls: true))
+        #expect(overridden.upstream == UpstreamConfiguration(bootstrap: [HostPort(host: "c", port: 1)], tls: UpstreamTLS()))
         #expect(overridden.brokerPorts == BrokerPortRange(first: 8001, count: 64))
         #expect(overridden.advertisedHost == "127.0.0.2")
         #expect(overridden.identity == "a")
