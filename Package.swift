@@ -36,6 +36,10 @@ let package = Package(
             dependencies: ["CVeilCRC32C", "VeilCompression", .product(name: "NIOCore", package: "swift-nio")],
             swiftSettings: strict),
         .target(
+            name: "VeilJSON",
+            dependencies: [.product(name: "NIOCore", package: "swift-nio")],
+            swiftSettings: strict),
+        .target(
             name: "VeilKMS",
             dependencies: [
                 "COpenSSL", .product(name: "NIOCore", package: "swift-nio"),
@@ -63,12 +67,12 @@ let package = Package(
         .target(name: "VeilSASL", dependencies: ["COpenSSL"], swiftSettings: strict),
         .target(
             name: "VeilConfig",
-            dependencies: ["Yams", "VeilKMS", "VeilSASL"],
+            dependencies: ["Yams", "VeilKMS", "VeilSASL", "VeilJSON"],
             swiftSettings: strict),
         .target(
             name: "VeilProxy",
             dependencies: [
-                "VeilWire", "VeilEnvelope", "VeilConfig", "VeilKMS", "VeilSASL",
+                "VeilWire", "VeilEnvelope", "VeilConfig", "VeilKMS", "VeilSASL", "VeilJSON",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
@@ -107,6 +111,19 @@ let package = Package(
             exclude: ["README.md"],
             swiftSettings: strict),
 
+        // Per-record cost of field-level vs whole-value encryption through the record filters:
+        // swift run -c release veil-field-bench
+        .executableTarget(
+            name: "veil-field-bench",
+            dependencies: [
+                "VeilProxy", "VeilConfig", "VeilKMS", "VeilWire",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            path: "Benchmarks/FieldBench",
+            swiftSettings: strict),
+
         .testTarget(
             name: "VeilCompressionTests", dependencies: ["VeilCompression"],
             resources: [.copy("Fixtures")], swiftSettings: strict),
@@ -129,8 +146,12 @@ let package = Package(
             name: "VeilEnvelopeTests",
             dependencies: ["VeilEnvelope", "VeilKMS", .product(name: "NIOCore", package: "swift-nio")],
             swiftSettings: strict),
-        .testTarget(name: "VeilProxyTests", dependencies: ["VeilProxy", "VeilConfig"], swiftSettings: strict),
         .testTarget(name: "VeilSASLTests", dependencies: ["VeilSASL"], swiftSettings: strict),
+        .testTarget(
+            name: "VeilProxyTests",
+            dependencies: ["VeilProxy", "VeilConfig", "VeilEnvelope", "VeilKMS", "VeilJSON", "VeilWire"],
+            swiftSettings: strict),
+        .testTarget(name: "VeilJSONTests", dependencies: ["VeilJSON"], swiftSettings: strict),
         .testTarget(name: "VeilConfigTests", dependencies: ["VeilConfig"], swiftSettings: strict),
     ]
 )

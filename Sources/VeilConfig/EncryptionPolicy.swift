@@ -1,7 +1,11 @@
-/// How a topic's records are encrypted on produce: which key each record gets.
+import VeilJSON
+
+/// How a topic's records are encrypted on produce: which key each record gets, and whether the
+/// whole value or single JSON fields are encrypted (plus, opt-in, headers and the record key).
 public struct EncryptionPolicy: Sendable {
-    /// Where the per-record selector comes from.
-    public let keySource: KeySource
+    /// Where the per-record selector comes from. `nil` only on field-level topics whose fields
+    /// and headers all name their own keys.
+    public let keySource: KeySource?
     /// Selector value → key. Unused with ``KeySource/fixed(_:)``.
     public let keys: [String: KeyReference]
     /// The key for records whose selector is absent or not in ``keys``.
@@ -11,27 +15,45 @@ public struct EncryptionPolicy: Sendable {
     /// Whether the topic name is bound into the AAD. Turn off only for topics that are mirrored
     /// under another name, since it is what stops records being replayed into other topics.
     public let bindTopic: Bool
-    /// Top-level JSON fields to encrypt individually; `nil` encrypts the whole value.
-    public let fields: [String]?
+    /// The paths of the JSON fields encrypted individually; `nil` encrypts the whole value.
+    public var fields: [String]? { fieldRules?.map(\.path.description) }
+    /// JSON fields encrypted individually, each under its own key; `nil` encrypts the whole value.
+    public let fieldRules: [FieldEncryptionRule]?
+    /// Headers whose values are encrypted (opt-in).
+    public let headerRules: [HeaderEncryptionRule]
+    /// When set, record keys are encrypted deterministically under a key derived from this one.
+    public let recordKey: KeyReference?
+    /// What happens to a value that is not JSON when ``fieldRules`` is set.
+    public let onInvalidJSON: InvalidJSONAction
+    /// The JSON paths read per record for fields and key selectors; nil when there are none.
+    public let scanPlan: PartwiseScanPlan?
 
     private let table: KeyTable
     private let jsonField: [UInt8]
 
     /// Creates a policy.
     public init(
-        keySource: KeySource,
+        keySource: KeySource?,
         keys: [String: KeyReference] = [:],
         defaultKey: KeyReference? = nil,
         onUnmatched: UnmatchedAction = .reject,
         bindTopic: Bool = true,
-        fields: [String]? = nil
+        fieldRules: [FieldEncryptionRule]? = nil,
+        headerRules: [HeaderEncryptionRule] = [],
+        recordKey: KeyReference? = nil,
+        onInvalidJSON: InvalidJSONAction = .reject
     ) {
         self.keySource = keySource
         self.keys = keys
         self.defaultKey = defaultKey
         self.onUnmatched = onUnmatched
         self.bindTopic = bindTopic
-        self.fields = fields
+        self.fieldRules = fieldRules
+        self.headerRules = headerRules
+        self.recordKey = recordKey
+        self.onInvalidJSON = onInvalidJSON
+        self.scanPlan = fieldRules != nil || !headerRules.isEmpty
+            ? PartwiseScanPlan(fields: fieldRules ?? [], headers: headerRules) : nil
         self.table = KeyTable(keys)
         if case .json(let field) = keySource { self.jsonField = Array(field.utf8) } else { self.jsonField = [] }
     }
@@ -41,8 +63,14 @@ public struct EncryptionPolicy: Sendable {
         var all = Set(self.keys.values)
         if let defaultKey = self.defaultKey { all.insert(defaultKey) }
         if case .fixed(let key) = self.keySource { all.insert(key) }
+        for rule in self.fieldRules ?? [] { all.formUnion(rule.choice.allKeys) }
+        for rule in self.headerRules { all.formUnion(rule.choice.allKeys) }
+        if let recordKey = self.recordKey { all.insert(recordKey) }
         return all
     }
+
+    /// Whether anything is encrypted part by part: fields, headers or the record key.
+    public var isPartwise: Bool { fieldRules != nil || !headerRules.isEmpty || recordKey != nil }
 
     /// Chooses the key for one record. Runs per record, so it allocates only when a JSON
     /// selector contains escapes or no key matches.
@@ -58,6 +86,8 @@ public struct EncryptionPolicy: Sendable {
         headers: [(String, [UInt8]?)] = []
     ) -> KeySelection {
         switch self.keySource {
+        case nil:
+            return .unmatched(selector: nil)
         case .fixed(let reference):
             return .key(reference)
         case .json:
@@ -150,41 +180,80 @@ struct KeyTable: Sendable {
 extension EncryptionPolicy {
     init(_ node: ConfigNode, kms: [String: KMSConfiguration]) throws(ConfigurationError) {
         let fields = try node.mapping(allowed: [
-            "key_from", "keys", "default_key", "on_unmatched", "bind_topic", "fields",
+            "key_from", "keys", "default_key", "on_unmatched", "bind_topic", "fields", "headers", "record_key",
+            "on_invalid_json",
         ])
-        let source = try KeySource(fields.required("key_from"), kms: kms)
-        var keys: [String: KeyReference] = [:]
-        if let keysNode = fields["keys"] {
-            if case .fixed = source { throw keysNode.error("not used with key_from fixed; remove it") }
-            for (key, value) in try keysNode.mapping().entries {
-                keys[key.value] = try KeyReference(value, kms: kms)
+        // The topic-level selection: required for whole-value encryption, optional when every
+        // field and header names its own key.
+        var topicChoice: KeyChoice?
+        if fields["key_from"] != nil {
+            topicChoice = try KeyChoice(selection: fields, at: node, kms: kms)
+        } else {
+            for key in ["keys", "default_key"] where fields[key] != nil {
+                throw fields[key]!.error("only used with key_from")
             }
         }
-        let defaultKey = try fields["default_key"].map { node throws(ConfigurationError) in
-            try KeyReference(node, kms: kms)
+        var fieldRules: [FieldEncryptionRule]?
+        if let fieldsNode = fields["fields"] {
+            var rules: [FieldEncryptionRule] = []
+            for entry in try fieldsNode.list() {
+                let rule = try FieldEncryptionRule(entry, inherited: topicChoice, kms: kms)
+                if let clash = rules.firstIndex(where: { $0.path.overlaps(rule.path) }) {
+                    throw entry.error(
+                        "path \(rule.path) overlaps \(fieldsNode.path)[\(clash)] (\(rules[clash].path)): a value and a part of it cannot be encrypted separately")
+                }
+                rules.append(rule)
+            }
+            guard !rules.isEmpty else { throw fieldsNode.error("must list at least one field, or be omitted") }
+            fieldRules = rules
         }
-        if case .fixed = source {
-        } else if keys.isEmpty && defaultKey == nil {
+        var headerRules: [HeaderEncryptionRule] = []
+        if let headersNode = fields["headers"] {
+            for entry in try headersNode.list() {
+                let rule = try HeaderEncryptionRule(entry, inherited: topicChoice, kms: kms)
+                guard !headerRules.contains(where: { $0.name == rule.name }) else {
+                    throw entry.error("header '\(rule.name)' is listed twice")
+                }
+                headerRules.append(rule)
+            }
+            guard !headerRules.isEmpty else { throw headersNode.error("must list at least one header, or be omitted") }
+        }
+        var recordKey: KeyReference?
+        if let recordKeyNode = fields["record_key"] {
+            if recordKeyNode.isMapping {
+                let entry = try recordKeyNode.mapping(allowed: ["key"])
+                recordKey = try KeyReference(entry.required("key"), kms: kms)
+            } else {
+                recordKey = try KeyReference(recordKeyNode, kms: kms)
+            }
+        }
+        if fieldRules != nil || !headerRules.isEmpty,
+           PartwiseScanPlan(fields: fieldRules ?? [], headers: headerRules) == nil
+        {
+            throw node.error("at most \(JSONPathSet.capacity) JSON paths per topic, fields and key selectors together")
+        }
+        if fieldRules == nil, topicChoice == nil {
             throw ConfigurationError(
-                path: "\(node.path).keys", problem: "required: map selector values to keys, or set default_key",
+                path: "\(node.path).key_from", problem: "required unless fields are encrypted instead of the whole value",
                 line: node.line)
         }
-        var fieldNames: [String]?
-        if let fieldsNode = fields["fields"] {
-            var names: [String] = []
-            for entry in try fieldsNode.list() { names.append(try entry.nonEmptyString()) }
-            guard !names.isEmpty else { throw fieldsNode.error("must list at least one field, or be omitted") }
-            fieldNames = names
+        if let invalid = fields["on_invalid_json"], fieldRules == nil {
+            throw invalid.error("only used with fields")
         }
         self.init(
-            keySource: source,
-            keys: keys,
-            defaultKey: defaultKey,
+            keySource: topicChoice?.source,
+            keys: topicChoice?.keys ?? [:],
+            defaultKey: topicChoice?.defaultKey,
             onUnmatched: try fields["on_unmatched"]?.choice([
                 "reject": UnmatchedAction.reject, "plaintext": .plaintext,
             ]) ?? .reject,
             bindTopic: try fields["bind_topic"]?.bool() ?? true,
-            fields: fieldNames)
+            fieldRules: fieldRules,
+            headerRules: headerRules,
+            recordKey: recordKey,
+            onInvalidJSON: try fields["on_invalid_json"]?.choice([
+                "reject": InvalidJSONAction.reject, "plaintext": .plaintext,
+            ]) ?? .reject)
     }
 }
 

@@ -1,4 +1,5 @@
 import Synchronization
+import VeilJSON
 
 /// What Veil does for the topics one `topics:` entry matches.
 public struct TopicPolicy: Sendable {
@@ -12,9 +13,16 @@ public struct TopicPolicy: Sendable {
     public let redactPlaceholder: String
     /// Whether plaintext records found on this topic at fetch time are refused (injection defence).
     public let requireEncrypted: Bool
+    /// What a consumer receives for an encrypted field, header or record key it may not decrypt.
+    public let onDeniedField: DeniedFieldAction
+    /// The JSON text that replaces a denied field under ``DeniedFieldAction/redact`` (its UTF-8
+    /// bytes also replace a denied header value).
+    public let fieldPlaceholder: String
 
     /// The default ``redactPlaceholder``.
     public static let defaultRedactPlaceholder = #"{"redacted":true}"#
+    /// The default ``fieldPlaceholder``: a JSON string, so a string field stays a string.
+    public static let defaultFieldPlaceholder = #""[redacted]""#
 
     /// Creates a policy.
     public init(
@@ -22,13 +30,17 @@ public struct TopicPolicy: Sendable {
         encrypt: EncryptionPolicy? = nil,
         onDenied: DeniedAction = .drop,
         redactPlaceholder: String = TopicPolicy.defaultRedactPlaceholder,
-        requireEncrypted: Bool = true
+        requireEncrypted: Bool = true,
+        onDeniedField: DeniedFieldAction? = nil,
+        fieldPlaceholder: String = TopicPolicy.defaultFieldPlaceholder
     ) {
         self.match = match
         self.encrypt = encrypt
         self.onDenied = onDenied
         self.redactPlaceholder = redactPlaceholder
         self.requireEncrypted = requireEncrypted
+        self.onDeniedField = onDeniedField ?? DeniedFieldAction(onDenied)
+        self.fieldPlaceholder = fieldPlaceholder
     }
 }
 
@@ -112,8 +124,18 @@ public enum DeniedAction: String, Hashable, Sendable {
 extension TopicPolicy {
     init(_ node: ConfigNode, kms: [String: KMSConfiguration]) throws(ConfigurationError) {
         let fields = try node.mapping(allowed: [
-            "match", "encrypt", "on_denied", "redact_placeholder", "require_encrypted",
+            "match", "encrypt", "on_denied", "redact_placeholder", "require_encrypted", "on_denied_field",
+            "field_placeholder",
         ])
+        let placeholder = try fields["field_placeholder"].map { node throws(ConfigurationError) -> String in
+            let text = try node.string()
+            do {
+                try JSONValidator.validate(Array(text.utf8))
+            } catch {
+                throw node.error("must be JSON text, such as \"***\" (quotes included) or null: \(error)")
+            }
+            return text
+        }
         self.init(
             match: try TopicMatcher(fields.required("match")),
             encrypt: try fields["encrypt"].map { node throws(ConfigurationError) in
@@ -123,7 +145,20 @@ extension TopicPolicy {
                 "drop": DeniedAction.drop, "redact": .redact, "ciphertext": .ciphertext, "error": .error,
             ]) ?? .drop,
             redactPlaceholder: try fields["redact_placeholder"]?.string() ?? Self.defaultRedactPlaceholder,
-            requireEncrypted: try fields["require_encrypted"]?.bool() ?? true)
+            requireEncrypted: try fields["require_encrypted"]?.bool() ?? true,
+            onDeniedField: try Self.deniedFieldAction(fields),
+            fieldPlaceholder: placeholder ?? Self.defaultFieldPlaceholder)
+    }
+}
+
+extension TopicPolicy {
+    /// `on_denied_field`; a bare YAML `null` means the `null` rule, not "absent".
+    fileprivate static func deniedFieldAction(_ fields: ConfigMapping) throws(ConfigurationError) -> DeniedFieldAction? {
+        guard let entry = fields.entries.first(where: { $0.key.value == "on_denied_field" }) else { return nil }
+        if entry.value.isNull { return .null }
+        return try entry.value.choice([
+            "remove": DeniedFieldAction.remove, "null": .null, "redact": .redact, "ciphertext": .ciphertext, "error": .error,
+        ])
     }
 }
 

@@ -19,11 +19,29 @@ public struct EnvelopeDecryptor: Sendable {
         _ envelope: ByteBuffer, header: EnvelopeHeader, key: AESGCMKey, topic: String, fieldPath: String,
         into output: inout ByteBuffer
     ) throws(EnvelopeError) {
+        let boundTopic: String? = header.isTopicBound ? topic : nil
+        try AssociatedData.validate(fieldPath: fieldPath, topic: boundTopic)
+        try open(envelope, header: header, key: key, topic: boundTopic, fieldPath: .string(fieldPath), into: &output)
+    }
+
+    /// ``open(_:header:key:topic:fieldPath:into:)`` with the field path given as bytes.
+    public func open(
+        _ envelope: ByteBuffer, header: EnvelopeHeader, key: AESGCMKey, topic: String, fieldPathBytes: UnsafeRawBufferPointer,
+        into output: inout ByteBuffer
+    ) throws(EnvelopeError) {
+        let boundTopic: String? = header.isTopicBound ? topic : nil
+        try AssociatedData.validate(fieldPathCount: fieldPathBytes.count, topic: boundTopic)
+        try open(envelope, header: header, key: key, topic: boundTopic, fieldPath: .bytes(fieldPathBytes), into: &output)
+    }
+
+    @inline(__always)
+    private func open(
+        _ envelope: ByteBuffer, header: EnvelopeHeader, key: AESGCMKey, topic boundTopic: String?,
+        fieldPath: AssociatedData.FieldPath, into output: inout ByteBuffer
+    ) throws(EnvelopeError) {
         guard envelope.readableBytes == header.envelopeByteCount else {
             throw .invalidArgument("header does not describe this envelope")
         }
-        let boundTopic: String? = header.isTopicBound ? topic : nil
-        try AssociatedData.validate(fieldPath: fieldPath, topic: boundTopic)
         let headerCount = header.byteCount
         let textCount = header.ciphertextByteCount
         let opened = envelope.withUnsafeReadableBytes { env -> Bool in

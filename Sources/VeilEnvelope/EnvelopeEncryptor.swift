@@ -24,6 +24,24 @@ public struct EnvelopeEncryptor: Sendable {
         into buffer: inout ByteBuffer
     ) throws(EnvelopeError) {
         try AssociatedData.validate(fieldPath: fieldPath, topic: topic)
+        try seal(plaintext: plaintext, key: key, topic: topic, fieldPath: .string(fieldPath), into: &buffer)
+    }
+
+    /// Appends the envelope of `plaintext` with the field path given as bytes: field-level
+    /// encryption binds a record id and a concrete location, built per field without a `String`.
+    public func seal(
+        plaintext: UnsafeRawBufferPointer, key: ActiveDataKey, topic: String?, fieldPathBytes: UnsafeRawBufferPointer,
+        into buffer: inout ByteBuffer
+    ) throws(EnvelopeError) {
+        try AssociatedData.validate(fieldPathCount: fieldPathBytes.count, topic: topic)
+        try seal(plaintext: plaintext, key: key, topic: topic, fieldPath: .bytes(fieldPathBytes), into: &buffer)
+    }
+
+    @inline(__always)
+    private func seal(
+        plaintext: UnsafeRawBufferPointer, key: ActiveDataKey, topic: String?, fieldPath: AssociatedData.FieldPath,
+        into buffer: inout ByteBuffer
+    ) throws(EnvelopeError) {
         let headerCount = Self.headerByteCount(key)
         let total = headerCount + plaintext.count + Envelope.tagByteCount
         var outcome = AESGCMKey.SealOutcome.failed

@@ -7,11 +7,13 @@ public final class CountingKMS: KeyManagementService {
     public struct Counts: Sendable, Equatable {
         public var generateDataKey = 0
         public var unwrap = 0
-        public init(generateDataKey: Int = 0, unwrap: Int = 0) {
+        public var deriveKey = 0
+        public init(generateDataKey: Int = 0, unwrap: Int = 0, deriveKey: Int = 0) {
             self.generateDataKey = generateDataKey
             self.unwrap = unwrap
+            self.deriveKey = deriveKey
         }
-        public var total: Int { generateDataKey + unwrap }
+        public var total: Int { generateDataKey + unwrap + deriveKey }
     }
 
     private let base: any KeyManagementService
@@ -32,5 +34,12 @@ public final class CountingKMS: KeyManagementService {
     public func unwrap(_ wrapped: [UInt8], for reference: KeyReference) async throws(KMSError) -> SymmetricSecret {
         state.withLockedValue { $0.unwrap += 1 }
         return try await base.unwrap(wrapped, for: reference)
+    }
+
+    public func deriveKey(for reference: KeyReference, context: [UInt8], byteCount: Int) async throws(KMSError)
+        -> SymmetricSecret
+    {
+        state.withLockedValue { $0.deriveKey += 1 }
+        return try await base.deriveKey(for: reference, context: context, byteCount: byteCount)
     }
 }

@@ -29,4 +29,10 @@ public struct KMSRegistry: KeyManagementService {
     public func unwrap(_ wrapped: [UInt8], for reference: KeyReference) async throws(KMSError) -> SymmetricSecret {
         try await service(for: reference).unwrap(wrapped, for: reference)
     }
+
+    public func deriveKey(for reference: KeyReference, context: [UInt8], byteCount: Int) async throws(KMSError)
+        -> SymmetricSecret
+    {
+        try await service(for: reference).deriveKey(for: reference, context: context, byteCount: byteCount)
+    }
 }

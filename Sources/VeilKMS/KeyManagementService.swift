@@ -12,4 +12,20 @@ public protocol KeyManagementService: Sendable {
     /// Recovers the plaintext DEK from bytes that `generateDataKey(for:)` of a
     /// KMS holding the same key produced.
     func unwrap(_ wrapped: [UInt8], for reference: KeyReference) async throws(KMSError) -> SymmetricSecret
+
+    /// Derives a secret that is the same on every call, in every process, for the same
+    /// key, `context` and length: the root of deterministic encryption (record keys), where
+    /// equal plaintexts must give equal ciphertexts without any shared state.
+    ///
+    /// Only holders of the key can derive it. A KMS that cannot derive keys refuses with
+    /// ``KMSError/Kind/accessDenied`` (the default).
+    func deriveKey(for reference: KeyReference, context: [UInt8], byteCount: Int) async throws(KMSError) -> SymmetricSecret
+}
+
+extension KeyManagementService {
+    public func deriveKey(for reference: KeyReference, context: [UInt8], byteCount: Int) async throws(KMSError)
+        -> SymmetricSecret
+    {
+        throw KMSError(.accessDenied, reference, "this KMS cannot derive deterministic keys")
+    }
 }

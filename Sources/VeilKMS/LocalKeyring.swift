@@ -53,6 +53,14 @@ public final class LocalKeyring: KeyManagementService, CustomStringConvertible {
         try LocalKeyWrap.unwrap(wrapped, under: kek(for: reference), for: reference)
     }
 
+    /// HKDF-SHA256 from the KEK (see ``LocalKeyDerivation``): every holder of the key derives
+    /// the same secret, and nothing else can.
+    public func deriveKey(for reference: KeyReference, context: [UInt8], byteCount: Int) async throws(KMSError)
+        -> SymmetricSecret
+    {
+        try LocalKeyDerivation.derive(from: kek(for: reference), for: reference, context: context, byteCount: byteCount)
+    }
+
     private func kek(for reference: KeyReference) throws(KMSError) -> SymmetricSecret {
         guard let kek = keys[reference.keyId] else {
             let location = path.map { " (keyring \($0))" } ?? ""

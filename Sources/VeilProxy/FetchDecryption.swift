@@ -1,6 +1,7 @@
 import NIOCore
 import VeilConfig
 import VeilEnvelope
+import VeilJSON
 import VeilKMS
 import VeilWire
 
@@ -13,6 +14,7 @@ import VeilWire
 struct FetchDecryption {
     let configuration: VeilConfiguration
     let unwrapped: UnwrappedKeyCache
+    let deterministic: DeterministicKeyCache
     let counters: RecordCounters
     let log: OnceLog
     let maxUncompressedBytes: Int
@@ -30,6 +32,8 @@ struct FetchDecryption {
     struct PlannedBatch {
         var batch: RecordBatch
         var verdicts: [Verdict]
+        /// Per record: its individually encrypted parts (fields, headers, key), if any.
+        var parts: [PartwiseDecryption.RecordParts?]
     }
 
     struct PlannedPartition {
@@ -38,17 +42,24 @@ struct FetchDecryption {
         var topic: String
         var policy: TopicPolicy
         var entries: [(entry: RecordSetEntry, planned: PlannedBatch?)]
+        var partwise: PartwiseDecryption
     }
 
     /// Decodes what needs decrypting and lists data keys the cache does not hold yet.
-    func plan(_ response: FetchResponse) -> (planned: [PlannedPartition], missing: [EnvelopeKeyID]) {
+    func plan(_ response: FetchResponse) -> (planned: [PlannedPartition], missing: [EnvelopeKeyID], missingDeterministic: [KeyReference]) {
         var planned: [PlannedPartition] = []
         var missing: [EnvelopeKeyID: Void] = [:]
+        var missingDeterministic = Set<KeyReference>()
+        var partScratch = PartwiseDecryption.Scratch()
         for (ti, topic) in response.topics.enumerated() {
             guard let policy = configuration.policy(forTopic: topic.topic) else { continue }
             for (pi, partition) in topic.partitions.enumerated() {
                 guard let records = partition.records, records.readableBytes > 0 else { continue }
-                var plan = PlannedPartition(topicIndex: ti, partitionIndex: pi, topic: topic.topic, policy: policy, entries: [])
+                let partwise = PartwiseDecryption(
+                    topic: topic.topic, policy: policy, grants: configuration.grants, unwrapped: unwrapped, deterministic: deterministic,
+                    counters: counters, log: log)
+                var plan = PlannedPartition(topicIndex: ti, partitionIndex: pi, topic: topic.topic, policy: policy, entries: [],
+                                            partwise: partwise)
                 let entries: [RecordSetEntry]
                 do {
                     entries = try RecordSet.split(records)
@@ -77,15 +88,24 @@ struct FetchDecryption {
                     }
                     var verdicts: [Verdict] = []
                     verdicts.reserveCapacity(batch.records.count)
+                    var parts: [PartwiseDecryption.RecordParts?] = []
                     for record in batch.records {
-                        verdicts.append(verdict(for: record, topic: topic.topic, policy: policy, missing: &missing))
+                        let recordParts = partwise.plan(record, scratch: &partScratch, missing: &missing,
+                                                        missingDeterministic: &missingDeterministic)
+                        if let recordParts, recordParts.fieldLevel {
+                            // A field-level record is JSON by design; its fields are judged one by one.
+                            verdicts.append(recordParts.malformed ? .deny(reason: "malformed field-level record") : .keep)
+                        } else {
+                            verdicts.append(verdict(for: record, topic: topic.topic, policy: policy, missing: &missing))
+                        }
+                        parts.append(recordParts)
                     }
-                    plan.entries.append((entry, PlannedBatch(batch: batch, verdicts: verdicts)))
+                    plan.entries.append((entry, PlannedBatch(batch: batch, verdicts: verdicts, parts: parts)))
                 }
                 planned.append(plan)
             }
         }
-        return (planned, Array(missing.keys))
+        return (planned, Array(missing.keys), Array(missingDeterministic))
     }
 
     private func verdict(for record: Record, topic: String, policy: TopicPolicy, missing: inout [EnvelopeKeyID: Void]) -> Verdict {
@@ -127,7 +147,7 @@ struct FetchDecryption {
             var partitionError = false
             let placeholder = ByteBuffer(string: plan.policy.redactPlaceholder)
             for (entry, plannedBatch) in plan.entries {
-                guard var batch = plannedBatch?.batch, let verdicts = plannedBatch?.verdicts else {
+                guard var batch = plannedBatch?.batch, let verdicts = plannedBatch?.verdicts, let parts = plannedBatch?.parts else {
                     records.writeImmutableBuffer(entry.bytes)
                     continue
                 }
@@ -138,12 +158,31 @@ struct FetchDecryption {
                 var plaintext = ByteBuffer()
                 plaintext.reserveCapacity(entry.bytes.readableBytes * 2)
                 var opened: [(keepIndex: Int, start: Int, length: Int)] = []
+                var fieldPlaintexts = ByteBuffer()
+                var pendingParts: [(keepIndex: Int, target: PartwiseDecryption.Target, start: Int, length: Int)] = []
+                var pending: [(target: PartwiseDecryption.Target, start: Int, length: Int)] = []
                 var batchChanged = false
-                for (record, verdict) in zip(batch.records, verdicts) {
+                for (n, (record, verdict)) in zip(batch.records, verdicts).enumerated() {
                     var storedIsPlaintext = false
+                    // Records with individually encrypted parts get them decrypted or denied
+                    // after the whole-value decision.
+                    func keepRecord(_ record: Record) {
+                        guard let recordParts = parts[n] else { return keep.append(record) }
+                        var record = record
+                        pending.removeAll(keepingCapacity: true)
+                        switch plan.partwise.apply(recordParts, to: &record, output: &plaintext, plain: &fieldPlaintexts, pending: &pending) {
+                        case .done:
+                            for p in pending { pendingParts.append((keep.count, p.target, p.start, p.length)) }
+                            keep.append(record)
+                            batchChanged = true
+                        case .partitionError:
+                            partitionError = true
+                            keep.append(record)
+                        }
+                    }
                     switch verdict {
                     case .keep:
-                        keep.append(record)
+                        keepRecord(record)
                         continue
                     case .deny(_, let plaintext):
                         storedIsPlaintext = plaintext
@@ -154,7 +193,7 @@ struct FetchDecryption {
                                 try decryptor.open(record.value!, header: header, key: key, topic: plan.topic,
                                                    fieldPath: Envelope.wholeValue, into: &plaintext)
                                 opened.append((keep.count, start, plaintext.writerIndex - start))
-                                keep.append(record)
+                                keepRecord(record)
                                 batchChanged = true
                                 counters.decrypted.add(1, ordering: .relaxed)
                                 continue
@@ -172,10 +211,10 @@ struct FetchDecryption {
                     case .redact:
                         var r = record
                         r.value = placeholder
-                        keep.append(r)
+                        keepRecord(r)
                         batchChanged = true
                     case .ciphertext:
-                        if storedIsPlaintext { batchChanged = true } else { keep.append(record) }
+                        if storedIsPlaintext { batchChanged = true } else { keepRecord(record) }
                     case .error:
                         partitionError = true
                         keep.append(record)
@@ -186,6 +225,14 @@ struct FetchDecryption {
                     continue
                 }
                 for o in opened { keep[o.keepIndex].value = plaintext.getSlice(at: o.start, length: o.length) }
+                for p in pendingParts {
+                    let slice = plaintext.getSlice(at: p.start, length: p.length)
+                    switch p.target {
+                    case .value: keep[p.keepIndex].value = slice
+                    case .header(let h): keep[p.keepIndex].headers[h].value = slice
+                    case .key: keep[p.keepIndex].key = slice
+                    }
+                }
                 // Offsets, producer state and timestamps stay; a batch whose records were all
                 // dropped keeps its header, so consumers still advance past its offsets.
                 batch.records = keep

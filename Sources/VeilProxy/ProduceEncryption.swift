@@ -29,19 +29,26 @@ struct ProduceEncryption {
         var partitionIndex: Int
         var topic: String
         var bindTopic: Bool
-        /// Entries in order; batches to encrypt carry per-record keys (nil = leave as is).
-        var entries: [(entry: RecordSetEntry, batch: RecordBatch?, keys: [KeyReference?])]
+        /// Entries in order; batches to encrypt carry per-record keys (nil = leave as is) and,
+        /// on topics that encrypt fields, headers or record keys, those parts.
+        var entries: [(entry: RecordSetEntry, batch: RecordBatch?, keys: [KeyReference?], parts: PartwiseEncryption.BatchPlan?)]
+        var partwise: PartwiseEncryption?
     }
 
     enum Plan {
         case unchanged
-        case work(planned: [PlannedPartition], rejected: [RejectedPartition], needed: [KeyReference: Int])
+        /// `needed`: encryptions per data key reference (whole values, fields and headers);
+        /// `deterministic`: record-key keys to derive.
+        case work(planned: [PlannedPartition], rejected: [RejectedPartition], needed: [KeyReference: Int],
+                  deterministic: Set<KeyReference>)
     }
 
     func plan(_ request: ProduceRequest) -> Plan {
         var planned: [PlannedPartition] = []
         var rejected: [RejectedPartition] = []
         var needed: [KeyReference: Int] = [:]
+        var deterministic = Set<KeyReference>()
+        var scratch = PartwiseEncryption.Scratch()
         for (ti, topic) in request.topics.enumerated() {
             guard let policy = configuration.policy(forTopic: topic.name), let encryption = policy.encrypt else { continue }
             for (pi, partition) in topic.partitions.enumerated() {
@@ -51,7 +58,10 @@ struct ProduceEncryption {
                     log.warning("reject:\(topic.name):\(message)", "produce to \(topic.name) refused: \(message)")
                 }
                 do {
-                    var plan = PlannedPartition(topicIndex: ti, partitionIndex: pi, topic: topic.name, bindTopic: encryption.bindTopic, entries: [])
+                    let partwise = encryption.isPartwise
+                        ? PartwiseEncryption(topic: topic.name, policy: encryption, grants: configuration.grants, counters: counters) : nil
+                    var plan = PlannedPartition(topicIndex: ti, partitionIndex: pi, topic: topic.name, bindTopic: encryption.bindTopic,
+                                                entries: [], partwise: partwise)
                     var refusal: (Int16, String)?
                     entryLoop: for entry in try RecordSet.split(records) {
                         switch entry {
@@ -65,12 +75,24 @@ struct ProduceEncryption {
                         case .batch(let bytes):
                             let batch = try RecordBatch(decoding: bytes, maxUncompressedBytes: maxUncompressedBytes)
                             if batch.isControl {
-                                plan.entries.append((entry, nil, []))
+                                plan.entries.append((entry, nil, [], nil))
                                 continue
                             }
                             var keys: [KeyReference?] = []
                             keys.reserveCapacity(batch.records.count)
-                            for record in batch.records {
+                            var parts = partwise.map { _ in PartwiseEncryption.BatchPlan() }
+                            for (index, record) in batch.records.enumerated() {
+                                if let partwise {
+                                    do {
+                                        try partwise.plan(record, index: index, into: &parts!, scratch: &scratch,
+                                                          needed: &needed, deterministic: &deterministic)
+                                    } catch {
+                                        refusal = (error.code, error.message)
+                                        break entryLoop
+                                    }
+                                    // Field-level topics never encrypt the value as a whole.
+                                    if encryption.fieldRules != nil { keys.append(nil); continue }
+                                }
                                 guard let value = record.value else { keys.append(nil); continue }
                                 let selection = select(encryption, value: value, record: record)
                                 switch selection {
@@ -91,7 +113,7 @@ struct ProduceEncryption {
                                     keys.append(nil)
                                 }
                             }
-                            plan.entries.append((entry, batch, keys))
+                            plan.entries.append((entry, batch, keys, parts))
                         }
                     }
                     if let (code, message) = refusal {
@@ -105,7 +127,7 @@ struct ProduceEncryption {
             }
         }
         if planned.isEmpty && rejected.isEmpty { return .unchanged }
-        return .work(planned: planned, rejected: rejected, needed: needed)
+        return .work(planned: planned, rejected: rejected, needed: needed, deterministic: deterministic)
     }
 
     private func select(_ policy: EncryptionPolicy, value: ByteBuffer, record: Record) -> KeySelection {
@@ -126,7 +148,9 @@ struct ProduceEncryption {
     /// Seals every planned record and returns the request to forward plus the partitions
     /// that could not be encrypted (a data key the KMS would not give).
     func seal(_ request: ProduceRequest, planned: [PlannedPartition], keys: [KeyReference: [ActiveDataKey]],
-              failures: [KeyReference: EnvelopeError]) -> (ProduceRequest, [RejectedPartition]) {
+              failures: [KeyReference: EnvelopeError], deterministic: [KeyReference: DeterministicKey] = [:])
+        -> (ProduceRequest, [RejectedPartition])
+    {
         var keys = keys
         let now = NIODeadline.now()
         /// The first key in the queue the rotation policy still allows; spent keys leave the queue.
@@ -145,7 +169,7 @@ struct ProduceEncryption {
             do {
                 var records = ByteBuffer()
                 records.reserveCapacity((partition.records?.readableBytes ?? 0) + 256)
-                for (entry, batch, recordKeys) in plan.entries {
+                for (entry, batch, recordKeys, parts) in plan.entries {
                     guard var batch else {
                         records.writeImmutableBuffer(entry.bytes)
                         continue
@@ -171,6 +195,15 @@ struct ProduceEncryption {
                         try encryptor.seal(plaintext: value, key: key, topic: plan.bindTopic ? plan.topic : nil,
                                            fieldPath: Envelope.wholeValue, into: &sealed)
                         ranges.append((i, start, sealed.writerIndex - start))
+                    }
+                    if let parts, let partwise = plan.partwise {
+                        // Writes into `sealed` too, slicing only once it is done writing.
+                        func dataKey(_ reference: KeyReference) throws(EnvelopeError) -> ActiveDataKey {
+                            guard let key = usableKey(reference) else { throw failures[reference] ?? EnvelopeError.dataKeyExhausted(reference) }
+                            return key
+                        }
+                        try partwise.seal(&batch, plan: parts, dataKey: dataKey, deterministicKeys: deterministic, failures: failures,
+                                          output: &sealed)
                     }
                     for r in ranges { batch.records[r.index].value = sealed.getSlice(at: r.start, length: r.length) }
                     try batch.encode(into: &records)

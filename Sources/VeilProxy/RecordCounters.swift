@@ -10,6 +10,22 @@ public final class RecordCounters: Sendable {
     public let tampered = Atomic<Int>(0)
     public let plaintextRefused = Atomic<Int>(0)
     public let produceRejected = Atomic<Int>(0)
+    /// JSON fields sealed on produce.
+    public let fieldsEncrypted = Atomic<Int>(0)
+    /// Field paths a produced record did not contain (not an error: the record goes on).
+    public let fieldsMissing = Atomic<Int>(0)
+    /// Fields left in plaintext because no key matched and `on_unmatched` is plaintext.
+    public let fieldsUnmatched = Atomic<Int>(0)
+    /// Values on a field-level topic that were not JSON and passed through (`on_invalid_json: plaintext`).
+    public let fieldsInvalidJSON = Atomic<Int>(0)
+    /// Header values sealed on produce.
+    public let headersEncrypted = Atomic<Int>(0)
+    /// Record keys sealed (deterministically) on produce.
+    public let recordKeysEncrypted = Atomic<Int>(0)
+    /// Fields, headers and record keys decrypted on fetch.
+    public let partsDecrypted = Atomic<Int>(0)
+    /// Fields, headers and record keys this identity could not decrypt on fetch.
+    public let partsDenied = Atomic<Int>(0)
 
     public init() {}
 
@@ -20,6 +36,14 @@ public final class RecordCounters: Sendable {
             "denied": denied.load(ordering: .relaxed), "tampered": tampered.load(ordering: .relaxed),
             "plaintext_refused": plaintextRefused.load(ordering: .relaxed),
             "produce_rejected": produceRejected.load(ordering: .relaxed),
+            "fields_encrypted": fieldsEncrypted.load(ordering: .relaxed),
+            "fields_missing": fieldsMissing.load(ordering: .relaxed),
+            "fields_unmatched": fieldsUnmatched.load(ordering: .relaxed),
+            "fields_invalid_json": fieldsInvalidJSON.load(ordering: .relaxed),
+            "headers_encrypted": headersEncrypted.load(ordering: .relaxed),
+            "record_keys_encrypted": recordKeysEncrypted.load(ordering: .relaxed),
+            "parts_decrypted": partsDecrypted.load(ordering: .relaxed),
+            "parts_denied": partsDenied.load(ordering: .relaxed),
         ]
     }
 }

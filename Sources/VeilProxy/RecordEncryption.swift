@@ -12,6 +12,8 @@ public final class RecordEncryption: RecordFilter {
     public let counters = RecordCounters()
     let dataKeys: DataKeyCache
     let unwrapped: UnwrappedKeyCache
+    /// Record-key (deterministic) keys, for both directions.
+    let deterministic: DeterministicKeyCache
     let log: OnceLog
     let logger: Logger
     /// Decompressed size limit per batch: the frame limit, as a batch can't be bigger compressed.
@@ -29,6 +31,7 @@ public final class RecordEncryption: RecordFilter {
         }
         dataKeys = DataKeyCache(kms: kms, policy: rotation)
         unwrapped = UnwrappedKeyCache(kms: kms, capacity: configuration.dek.decryptCacheEntries)
+        deterministic = DeterministicKeyCache(kms: kms)
         self.logger = logger
         log = OnceLog(logger: logger)
         maxUncompressedBytes = max(configuration.maxFrameBytes, 16 << 20) * 4
@@ -39,12 +42,13 @@ public final class RecordEncryption: RecordFilter {
     }
 
     private var fetch: FetchDecryption {
-        FetchDecryption(configuration: configuration, unwrapped: unwrapped, counters: counters, log: log, maxUncompressedBytes: maxUncompressedBytes)
+        FetchDecryption(configuration: configuration, unwrapped: unwrapped, deterministic: deterministic, counters: counters, log: log,
+                        maxUncompressedBytes: maxUncompressedBytes)
     }
 
     public func filterProduce(_ request: ProduceRequest, version: Int16, on loop: EventLoop) -> EventLoopFuture<ProduceDecision> {
         let produce = self.produce
-        guard case .work(let planned, let rejected, let needed) = produce.plan(request) else {
+        guard case .work(let planned, let rejected, let needed, let neededDeterministic) = produce.plan(request) else {
             return loop.makeSucceededFuture(.unchanged)
         }
         // Each key reference gets a queue of data keys with enough policy budget for this
@@ -59,20 +63,29 @@ public final class RecordEncryption: RecordFilter {
                 short.append((reference, count))
             }
         }
-        let counters = self.counters
-        let finish: @Sendable ([KeyReference: [ActiveDataKey]], [KeyReference: EnvelopeError]) -> ProduceDecision = { keys, failures in
-            let (sealed, failed) = produce.seal(request, planned: planned, keys: keys, failures: failures)
-            let all = rejected + failed
-            counters.produceRejected.add(all.count, ordering: .relaxed)
-            return ProduceDecision.make(sealed, rejected: all)
+        var sivKeys: [KeyReference: DeterministicKey] = [:]
+        var missingDeterministic: [KeyReference] = []
+        for reference in neededDeterministic {
+            if case .hit(let key) = deterministic.lookup(reference) { sivKeys[reference] = key } else { missingDeterministic.append(reference) }
         }
-        if short.isEmpty {
-            return loop.makeSucceededFuture(finish(keys, [:]))
+        let counters = self.counters
+        let finish: @Sendable ([KeyReference: [ActiveDataKey]], [KeyReference: DeterministicKey], [KeyReference: EnvelopeError])
+            -> ProduceDecision = { keys, sivKeys, failures in
+                let (sealed, failed) = produce.seal(request, planned: planned, keys: keys, failures: failures, deterministic: sivKeys)
+                let all = rejected + failed
+                counters.produceRejected.add(all.count, ordering: .relaxed)
+                return ProduceDecision.make(sealed, rejected: all)
+            }
+        if short.isEmpty && missingDeterministic.isEmpty {
+            return loop.makeSucceededFuture(finish(keys, sivKeys, [:]))
         }
         let dataKeys = self.dataKeys
+        let deterministic = self.deterministic
         let known = keys
+        let knownSIV = sivKeys
         return loop.makeFutureWithTask {
             var keys = known
+            var sivKeys = knownSIV
             var failures: [KeyReference: EnvelopeError] = [:]
             for (reference, count) in short {
                 do {
@@ -88,7 +101,14 @@ public final class RecordEncryption: RecordFilter {
                     failures[reference] = (error as? EnvelopeError) ?? .cryptoFailure("\(error)")
                 }
             }
-            return finish(keys, failures)
+            for reference in missingDeterministic {
+                do {
+                    sivKeys[reference] = try await deterministic.fill(reference)
+                } catch {
+                    failures[reference] = (error as? EnvelopeError) ?? .cryptoFailure("\(error)")
+                }
+            }
+            return finish(keys, sivKeys, failures)
         }
     }
 
@@ -99,12 +119,13 @@ public final class RecordEncryption: RecordFilter {
 
     public func filterFetch(_ response: FetchResponse, request: FetchRequest, version: Int16, on loop: EventLoop) -> EventLoopFuture<FetchResponse?> {
         let fetch = self.fetch
-        let (planned, missing) = fetch.plan(response)
+        let (planned, missing, missingDeterministic) = fetch.plan(response)
         guard !planned.isEmpty else { return loop.makeSucceededFuture(nil) }
-        if missing.isEmpty {
+        if missing.isEmpty && missingDeterministic.isEmpty {
             return loop.makeSucceededFuture(fetch.apply(planned, to: response))
         }
         let unwrapped = self.unwrapped
+        let deterministic = self.deterministic
         let log = self.log
         return loop.makeFutureWithTask {
             for keyID in missing {
@@ -112,6 +133,13 @@ public final class RecordEncryption: RecordFilter {
                     _ = try await unwrapped.fill(keyID)
                 } catch {
                     log.warning("unwrap:\(keyID)", "cannot unwrap data key \(keyID): \(error); its records get the on_denied rule")
+                }
+            }
+            for reference in missingDeterministic {
+                do {
+                    _ = try await deterministic.fill(reference)
+                } catch {
+                    log.warning("derive:\(reference)", "cannot derive the record-key key for \(reference): \(error); those keys stay encrypted")
                 }
             }
             return fetch.apply(planned, to: response)

@@ -136,6 +136,19 @@ struct ConfigurationCheck {
             uses.append(("\(path).encrypt.keys.\(selector)", encrypt.keys[selector]!))
         }
         if let key = encrypt.defaultKey { uses.append(("\(path).encrypt.default_key", key)) }
+        for (n, rule) in (encrypt.fieldRules ?? []).enumerated() {
+            for key in rule.choice.allKeys.sorted(by: { $0.description < $1.description }) {
+                uses.append(("\(path).encrypt.fields[\(n)]", key))
+            }
+        }
+        for (n, rule) in encrypt.headerRules.enumerated() {
+            for key in rule.choice.allKeys.sorted(by: { $0.description < $1.description }) {
+                uses.append(("\(path).encrypt.headers[\(n)]", key))
+            }
+        }
+        if let key = encrypt.recordKey { uses.append(("\(path).encrypt.record_key", key)) }
+        var seen = Set<String>()
+        uses = uses.filter { seen.insert("\($0.path) \($0.key)").inserted }
         for use in uses {
             // A granted key's presence in its keyring is checked (as an error) under grants.encrypt.
             guard !self.configuration.grants.allowsEncryption(with: use.key) else { continue }
@@ -213,21 +226,37 @@ struct ConfigurationCheck {
     private static func describe(_ topic: TopicPolicy) -> String {
         var parts: [String] = []
         if let encrypt = topic.encrypt {
-            let source: String
-            switch encrypt.keySource {
-            case .json(let field): source = "JSON field '\(field)'"
-            case .header(let name): source = "header '\(name)'"
-            case .recordKey: source = "the record key"
-            case .fixed(let key): source = "fixed \(key)"
+            func describe(_ choice: KeyChoice) -> String {
+                let source: String
+                switch choice.source {
+                case .json(let field): source = "JSON field '\(field)'"
+                case .header(let name): source = "header '\(name)'"
+                case .recordKey: source = "the record key"
+                case .fixed(let key): return "fixed \(key)"
+                }
+                var details = choice.keys.keys.sorted().map { "\($0) -> \(choice.keys[$0]!)" }
+                if let key = choice.defaultKey { details.append("default -> \(key)") }
+                details.append("unmatched: \(encrypt.onUnmatched.rawValue)")
+                return source + " (\(details.joined(separator: "; ")))"
             }
-            var details = encrypt.keys.keys.sorted().map { "\($0) -> \(encrypt.keys[$0]!)" }
-            if let key = encrypt.defaultKey { details.append("default -> \(key)") }
-            if case .fixed = encrypt.keySource {} else { details.append("unmatched: \(encrypt.onUnmatched.rawValue)") }
-            let what = encrypt.fields.map { "fields \($0.joined(separator: ", "))" } ?? "whole value"
-            parts.append(
-                "encrypt \(what) with key from \(source)"
-                    + (details.isEmpty ? "" : " (\(details.joined(separator: "; ")))")
-                    + (encrypt.bindTopic ? "" : ", topic not bound"))
+            let topicChoice = encrypt.keySource.map { source in
+                try? KeyChoice(source: source, keys: encrypt.keys, defaultKey: encrypt.defaultKey)
+            } ?? nil
+            if let rules = encrypt.fieldRules {
+                let fields = rules.map { rule in "\(rule.path) with key from \(describe(rule.choice))" }
+                parts.append(
+                    "encrypt fields \(fields.joined(separator: ", ")); non-JSON values: \(encrypt.onInvalidJSON.rawValue)"
+                        + (encrypt.bindTopic ? "" : ", topic not bound"))
+            } else if let topicChoice {
+                parts.append(
+                    "encrypt whole value with key from \(describe(topicChoice))" + (encrypt.bindTopic ? "" : ", topic not bound"))
+            }
+            for rule in encrypt.headerRules {
+                parts.append("encrypt header '\(rule.name)' with key from \(describe(rule.choice))")
+            }
+            if let key = encrypt.recordKey {
+                parts.append("encrypt record keys deterministically (equal keys stay equal) with a key derived from \(key)")
+            }
         } else {
             parts.append("no encryption on produce")
         }
@@ -235,6 +264,9 @@ struct ConfigurationCheck {
             "on denied: \(topic.onDenied.rawValue)"
                 + (topic.onDenied == .redact ? " with \(topic.redactPlaceholder)" : ""))
         parts.append(topic.requireEncrypted ? "plaintext records refused" : "plaintext records allowed")
+        parts.append(
+            "denied fields: \(topic.onDeniedField.rawValue)"
+                + (topic.onDeniedField == .redact ? " with \(topic.fieldPlaceholder)" : ""))
         return parts.joined(separator: "; ")
     }
 }

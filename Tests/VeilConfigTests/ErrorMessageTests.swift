@@ -93,7 +93,7 @@ import Testing
         ("  - match: t\n    encrypt: { key_from: { json: d }, keys: { a: finance/k }, fields: [] }", "topics[0].encrypt.fields: must list at least one field, or be omitted (line 6)"),
         ("  - match: t\n    on_denied: hide", "topics[0].on_denied: expected one of drop, redact, ciphertext, error, got 'hide' (line 6)"),
         ("  - match: t\n    require_encrypted: 1", "topics[0].require_encrypted: expected true or false, got '1' (line 6)"),
-        ("  - match: t\n    ondenied: drop", "topics[0].ondenied: unknown key 'ondenied' (expected one of match, encrypt, on_denied, redact_placeholder, require_encrypted) (line 6)"),
+        ("  - match: t\n    ondenied: drop", "topics[0].ondenied: unknown key 'ondenied' (expected one of match, encrypt, on_denied, redact_placeholder, require_encrypted, on_denied_field, field_placeholder) (line 6)"),
         ("  - match: { prefix: a, regex: b }", "topics[0].match: expected exactly one of exact, prefix, regex (line 5)"),
         ("  - match: { suffix: a }", "topics[0].match.suffix: unknown key 'suffix' (expected one of exact, prefix, regex) (line 5)"),
         ("  - match: a\n  - match: { regex: \"dept-(\" }", "topics[1].match.regex: invalid regular expression 'dept-(':"),
