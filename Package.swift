@@ -84,7 +84,8 @@ let package = Package(
         .target(
             name: "VeilDemo",
             dependencies: [
-                "VeilProxy", "VeilConfig", "VeilKMS", "VeilWire",
+                "VeilProxy", "VeilConfig", "VeilKMS", "VeilWire", "VeilAWSKMS",
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
@@ -134,7 +135,7 @@ let package = Package(
         .testTarget(
             name: "VeilAWSKMSTests",
             dependencies: [
-                "VeilAWSKMS", "VeilKMS", "VeilEnvelope",
+                "VeilAWSKMS", "VeilKMS", "VeilEnvelope", "VeilDemo",
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),

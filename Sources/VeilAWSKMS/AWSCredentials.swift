@@ -23,8 +23,9 @@ public struct AWSCredentials: Sendable, CustomStringConvertible, CustomReflectab
         self.expiration = expiration
     }
 
-    /// Lends the secret access key's UTF-8 bytes to the signer.
-    func withSecretBytes<R>(_ body: ([UInt8]) -> R) -> R {
+    /// Lends the secret access key's UTF-8 bytes to the signer, or to what must store it
+    /// (the demo writing its profiles); a copy that is wiped afterwards.
+    public func withSecretBytes<R>(_ body: ([UInt8]) -> R) -> R {
         var bytes = secretAccessKey.withUnsafeBytes { Array($0) }
         defer { wipe(&bytes) }
         return body(bytes)

@@ -16,12 +16,20 @@ public struct DemoScenario {
 
     public var workDirectory: String
     public var recordsPerDepartment: Int
+    public var keyStore: DemoKeyStore
     public var logger: Logger
+    /// Builds a sidecar's KMS backends from its configuration, as `veil run` does.
+    public var makeKMS: @Sendable (VeilConfiguration) throws -> any KeyManagementService
 
-    public init(workDirectory: String, recordsPerDepartment: Int = 12, logger: Logger) {
+    public init(
+        workDirectory: String, recordsPerDepartment: Int = 12, keyStore: DemoKeyStore = .local, logger: Logger,
+        makeKMS: @escaping @Sendable (VeilConfiguration) throws -> any KeyManagementService
+    ) {
         self.workDirectory = workDirectory
         self.recordsPerDepartment = recordsPerDepartment
+        self.keyStore = keyStore
         self.logger = logger
+        self.makeKMS = makeKMS
     }
 
     /// One sidecar of the demo, running in this process.
@@ -38,10 +46,15 @@ public struct DemoScenario {
         public var broker: TansuBroker
         public var sidecars: [Sidecar]
         public var configPaths: [String: String]
+        /// Set when the keys are in AWS KMS.
+        public var aws: AWSDemoAccounts?
+        /// The moto_server the demo started, if it started one.
+        public var moto: MotoServer?
 
         public func stop() async {
             for s in sidecars { await s.server.stop() }
             broker.stop()
+            moto?.stop()
         }
     }
 
@@ -57,22 +70,36 @@ public struct DemoScenario {
         try FileManager.default.createDirectory(atPath: workDirectory, withIntermediateDirectories: true)
         let brokerPort = try freeLoopbackPort()
         let broker = try await TansuBroker(port: brokerPort, logPath: workDirectory + "/tansu.log")
+        var moto: MotoServer?
         do {
-            try makeKeyrings()
+            var aws: AWSDemoAccounts?
+            switch keyStore {
+            case .local:
+                try makeKeyrings()
+            case .aws(let endpoint, let region):
+                if endpoint == nil { moto = try MotoServer(logPath: workDirectory + "/moto.log") }
+                let accounts = try await AWSDemoAccounts.provision(
+                    endpoint: endpoint ?? moto!.endpoint, region: region, directory: workDirectory + "/aws")
+                // The sidecars run in this process and read their profiles the way `veil run`
+                // would, from the shared credentials file the environment names.
+                setenv("AWS_SHARED_CREDENTIALS_FILE", accounts.credentialsFile, 1)
+                aws = accounts
+            }
             var sidecars: [Sidecar] = []
             var paths: [String: String] = [:]
             for role in ["owner", "finance", "sales"] {
                 // The listener and its four broker ports, all free together.
                 let listen = try freeLoopbackPortBlock(count: 5)
-                let yaml = sidecarYAML(role: role, listen: listen, brokerPort: brokerPort)
+                let yaml = sidecarYAML(role: role, listen: listen, brokerPort: brokerPort, aws: aws)
                 let path = "\(workDirectory)/\(role).yaml"
                 try yaml.write(toFile: path, atomically: true, encoding: .utf8)
                 paths[role] = path
                 sidecars.append(try await startSidecar(role: role, yaml: yaml, port: listen))
             }
-            return Running(broker: broker, sidecars: sidecars, configPaths: paths)
+            return Running(broker: broker, sidecars: sidecars, configPaths: paths, aws: aws, moto: moto)
         } catch {
             broker.stop()
+            moto?.stop()
             throw error
         }
     }
@@ -98,7 +125,16 @@ public struct DemoScenario {
         }
     }
 
-    func sidecarYAML(role: String, listen: Int, brokerPort: Int) -> String {
+    func sidecarYAML(role: String, listen: Int, brokerPort: Int, aws: AWSDemoAccounts? = nil) -> String {
+        // A department's key: a name in its keyring, or its key ARN in its AWS account.
+        func key(_ department: String) -> String {
+            "\"\(department)/\(aws?.keyArns[department] ?? "department-key")\""
+        }
+        func kms(_ department: String) -> String {
+            guard let aws else { return "{ type: local, keyring: \(keyringPath(role, department)) }" }
+            let profile = AWSDemoAccounts.profile(role: role, department: department)
+            return "{ type: aws-kms, region: \(aws.region), endpoint: \"\(aws.endpoint)\", profile: \(profile) }"
+        }
         var yaml = """
         # veil demo: the \(role) sidecar
         identity: \(role)
@@ -110,24 +146,24 @@ public struct DemoScenario {
         if role == "owner" {
             yaml += """
             kms:
-              finance: { type: local, keyring: \(keyringPath("owner", "finance")) }
-              sales: { type: local, keyring: \(keyringPath("owner", "sales")) }
+              finance: \(kms("finance"))
+              sales: \(kms("sales"))
             grants:
-              encrypt: [finance/department-key, sales/department-key]
+              encrypt: [\(key("finance")), \(key("sales"))]
             topics:
               - match: \(Self.topic)
                 encrypt:
                   key_from: { json: department }
-                  keys: { finance: finance/department-key, sales: sales/department-key }
+                  keys: { finance: \(key("finance")), sales: \(key("sales")) }
                   on_unmatched: reject
 
             """
         } else {
             yaml += """
             kms:
-              \(role): { type: local, keyring: \(keyringPath(role, role)) }
+              \(role): \(kms(role))
             grants:
-              decrypt: [\(role)/department-key]
+              decrypt: [\(key(role))]
             topics:
               - match: \(Self.topic)
                 on_denied: drop
@@ -140,11 +176,7 @@ public struct DemoScenario {
 
     private func startSidecar(role: String, yaml: String, port: Int) async throws -> Sidecar {
         let configuration = try VeilConfiguration.parse(yaml: yaml)
-        var services: [String: any KeyManagementService] = [:]
-        for (name, entry) in configuration.kms {
-            if case .local(let path) = entry.backend { services[name] = try LocalKeyring(contentsOf: path) }
-        }
-        let kms = CountingKMS(KMSRegistry(services))
+        let kms = CountingKMS(try makeKMS(configuration))
         var logger = self.logger
         logger[metadataKey: "sidecar"] = "\(role)"
         let filter = try RecordEncryption(configuration: configuration, kms: kms, logger: logger)
@@ -205,7 +237,26 @@ public struct DemoScenario {
         for s in running.sidecars where s.role != "owner" { seen[s.role] = try await readAll(port: s.port) }
         seen["broker"] = try await readAll(port: running.broker.port)
         let rawBroker = try await rawRecordBytes(port: running.broker.port)
-        return verify(produced: produced, seen: seen, rawBroker: rawBroker, running: running)
+        var report = verify(produced: produced, seen: seen, rawBroker: rawBroker, running: running)
+        if let aws = running.aws { try await checkKMSBoundary(aws, into: &report) }
+        return report
+    }
+
+    /// Shows that AWS KMS, not only Veil's grants, keeps each department's data keys: every
+    /// other department's consumer credentials ask KMS to decrypt one and must be refused.
+    private func checkKMSBoundary(_ aws: AWSDemoAccounts, into report: inout Report) async throws {
+        report.lines.append("")
+        for department in Self.departments {
+            let account = AWSDemoAccounts.accountIds[department] ?? "?"
+            report.lines.append("\(department) key: \(aws.keyArns[department] ?? "?") (account \(account), KMS \(aws.endpoint))")
+        }
+        for outcome in try await aws.crossDepartmentRefusals() {
+            if let refusal = outcome.refusal {
+                report.lines.append("the \(outcome.consumer) sidecar's credentials asking KMS to decrypt a \(outcome.owner) data key: refused, \(refusal.message)")
+            } else {
+                report.violations.append("KMS decrypted a \(outcome.owner) data key for \(outcome.consumer)'s credentials")
+            }
+        }
     }
 
     /// All record values as stored, for a byte-level plaintext scan.

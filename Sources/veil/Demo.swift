@@ -30,6 +30,21 @@ struct Demo: AsyncParsableCommand {
     @Option(help: "Records per department.")
     var records: Int = 12
 
+    @Option(help: "Where the department keys live: local (keyring files) or aws (AWS KMS, one account per department).")
+    var kms: DemoKMSChoice = .local
+
+    @Option(help: "With --kms aws: a moto-compatible KMS/STS endpoint to use instead of starting moto_server.")
+    var kmsEndpoint: String?
+
+    @Option(help: "With --kms aws: the AWS region of the department keys.")
+    var region: String = "us-east-1"
+
+    func validate() throws {
+        if kms == .local && kmsEndpoint != nil {
+            throw ValidationError("--kms-endpoint needs --kms aws")
+        }
+    }
+
     func run() async throws {
         bootstrapLogging(.warning)
         // Ctrl-C or SIGTERM at any point stops the broker the demo started, then exits.
@@ -46,10 +61,16 @@ struct Demo: AsyncParsableCommand {
         }
         let logger = Logger(label: "veil-demo")
         let workDirectory = dir ?? (NSTemporaryDirectory() + "veil-demo-\(getpid())")
-        let scenario = DemoScenario(workDirectory: workDirectory, recordsPerDepartment: records, logger: logger)
+        let keyStore: DemoKeyStore = kms == .aws ? .aws(endpoint: kmsEndpoint, region: region) : .local
+        let scenario = DemoScenario(
+            workDirectory: workDirectory, recordsPerDepartment: records, keyStore: keyStore, logger: logger,
+            makeKMS: { try KMSSet.registry(for: $0, logger: logger) })
         say("veil demo: working in \(workDirectory)")
         let running = try await scenario.start()
         say("broker \(running.broker.port == 0 ? "" : "127.0.0.1:\(running.broker.port)")")
+        if let aws = running.aws {
+            say("AWS KMS \(aws.endpoint)\(running.moto == nil ? "" : " (moto_server started by the demo)"), profiles in \(aws.credentialsFile)")
+        }
         for s in running.sidecars { say("\(s.role) 127.0.0.1:\(s.port)  (config \(running.configPaths[s.role] ?? ""))") }
         let report: DemoScenario.Report
         do {
@@ -76,6 +97,11 @@ struct Demo: AsyncParsableCommand {
         await running.stop()
         if !report.violations.isEmpty { throw ExitCode(1) }
     }
+}
+
+/// The demo's choice of key store.
+enum DemoKMSChoice: String, ExpressibleByArgument, CaseIterable {
+    case local, aws
 }
 
 /// Prints a line and flushes, so progress shows even when output is piped.

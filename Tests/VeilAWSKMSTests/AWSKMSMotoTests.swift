@@ -5,6 +5,8 @@ import NIOConcurrencyHelpers
 import Testing
 import VeilKMS
 
+import VeilDemo
+
 @testable import VeilAWSKMS
 
 /// AWSKMS against a real moto_server: the KMS API, SigV4 and per-account key stores are moto's,

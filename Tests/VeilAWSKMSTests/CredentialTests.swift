@@ -4,6 +4,8 @@ import Logging
 import NIOConcurrencyHelpers
 import Testing
 
+import VeilDemo
+
 @testable import VeilAWSKMS
 
 /// A private temporary directory for shared-config files, removed afterwards.

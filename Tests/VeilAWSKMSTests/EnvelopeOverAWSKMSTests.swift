@@ -4,6 +4,8 @@ import Testing
 import VeilEnvelope
 import VeilKMS
 
+import VeilDemo
+
 @testable import VeilAWSKMS
 
 /// The envelope layer on top of AWS KMS (moto): one KMS call per data key, not per record;

@@ -1134,9 +1134,11 @@ def _pids_with_arg(fragment: str) -> list[int]:
     return pids
 
 
-def test_veil_demo(tmp_path):
+@pytest.mark.parametrize("kms", ["local", "aws"])
+def test_veil_demo(tmp_path, kms):
     """`veil demo` runs the three-department scenario and exits 0; it reports KMS calls per DEK, not per
-    record, and stops the broker it started."""
+    record, and stops the broker it started. With `--kms aws` the keys live in two AWS accounts on a
+    moto_server the demo starts and stops itself, and KMS refuses each consumer the other's data keys."""
     binary = veil_binary()
     assert binary is not None, "veil binary not found"
     listed, help_text = _demo_listed(binary)
@@ -1144,7 +1146,7 @@ def test_veil_demo(tmp_path):
         pytest.fail(f"veil demo not available in {binary} (`veil --help` lists no demo subcommand)")
     log = tmp_path / "demo.log"
     with open(log, "wb") as f:
-        proc = subprocess.Popen([str(binary), "demo", "--dir", str(tmp_path / "demo")], stdout=f,
+        proc = subprocess.Popen([str(binary), "demo", "--kms", kms, "--dir", str(tmp_path / "demo")], stdout=f,
                                 stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True,
                                 cwd=tmp_path, env=os.environ | {"VEIL_TANSU": tansu_binary()})
     try:
@@ -1161,8 +1163,28 @@ def test_veil_demo(tmp_path):
     left = _pids_with_arg(f"tcp://127.0.0.1:{broker.group(1)} ") if broker else []
     for pid in left:  # the demo's own broker, started under this test
         os.kill(pid, signal.SIGKILL)
+    endpoint = re.search(r"^AWS KMS http://127\.0\.0\.1:(\d+) \(moto_server started by the demo\)", output, re.M)
+    moto_left = [pid for pid in _pids_with_arg("moto.server") if endpoint and
+                 open(f"/proc/{pid}/cmdline", "rb").read().split(b"\0")[-2:-1] == [endpoint.group(1).encode()]]
+    for pid in moto_left:
+        os.kill(pid, signal.SIGKILL)
     assert rc == 0, f"veil demo exited with {rc if rc is not None else 'a timeout (180 s)'}:\n{output[-3000:]}"
     assert not left, f"veil demo exited but left its broker running (pids {left})"
+    if kms == "aws":
+        assert endpoint, "veil demo --kms aws did not report the moto_server it started"
+        assert not moto_left, f"veil demo exited but left its moto_server running (pids {moto_left})"
+        arns = dict(re.findall(r"^(finance|sales) key: (arn:aws:kms:us-east-1:\d{12}:key/[0-9a-f-]+) \(account", output, re.M))
+        assert set(arns) == {"finance", "sales"}, f"department key ARNs not reported: {arns}"
+        assert arns["finance"].split(":")[4] != arns["sales"].split(":")[4], f"both keys in one account: {arns}"
+        refusals = re.findall(r"^the (\w+) sidecar's credentials asking KMS to decrypt a (\w+) data key: refused, "
+                              r"AWS KMS \(us-east-1\) Decrypt refused by KMS: (\w+Exception)", output, re.M)
+        assert sorted(r[:2] for r in refusals) == [("finance", "sales"), ("sales", "finance")], \
+            f"KMS's own refusals not shown: {refusals}"
+        assert all(r[2] in ("NotFoundException", "AccessDeniedException") for r in refusals), refusals
+        configs = {role: (tmp_path / "demo" / f"{role}.yaml").read_text() for role in ("owner", "finance", "sales")}
+        assert "type: aws-kms" in configs["owner"] and arns["finance"] in configs["owner"] and arns["sales"] in configs["owner"]
+        assert arns["finance"] in configs["finance"] and arns["sales"] not in configs["finance"]
+        assert arns["sales"] in configs["sales"] and arns["finance"] not in configs["sales"]
     kms = {m["role"]: {k: int(v) for k, v in m.groupdict().items() if k != "role"}
            for m in re.finditer(r"^(?P<role>\w+) sidecar: KMS calls generate=(?P<generate>\d+) unwrap=(?P<unwrap>\d+); "
                                 r"records encrypted=(?P<encrypted>\d+) decrypted=(?P<decrypted>\d+)", output, re.M)}

@@ -4,25 +4,23 @@ import Foundation
 import Glibc
 #endif
 
-/// A real `moto_server` (PyPI `moto[server]`) on a loopback port: the AWS KMS and STS JSON/query
-/// APIs with SigV4, in one Python process that this test owns and stops by pid.
-///
-/// If it cannot start, ``start()`` throws with the reason and moto's own output, so the test
-/// fails loudly instead of skipping: these tests are the evidence that the backend works
-/// against the real API.
-final class MotoServer {
-    let port: Int
-    let logPath: String
+/// A real `moto_server` (PyPI `moto[server]`) on a loopback port: the AWS KMS and STS APIs
+/// with SigV4 and per-account key stores, in one Python process owned by whoever started it
+/// and stopped by pid. `veil demo --kms aws` runs its KMS on one; the AWS KMS tests use it
+/// as the real API they are checked against.
+public final class MotoServer: @unchecked Sendable {
+    public let port: Int
+    public let logPath: String
     private var process: Process?
     private var paused = false
 
-    var endpoint: String { "http://127.0.0.1:\(port)" }
+    public var endpoint: String { "http://127.0.0.1:\(port)" }
 
-    /// Runs moto in-process from Python, with a thread that exits when the test process (its
-    /// parent) is gone, so a crashed test run cannot leave a server behind.
+    /// Runs moto from Python with a thread that exits when the parent is gone, so a crashed
+    /// demo or test run cannot leave a server behind.
     private static let launcher = """
         import os, signal, sys, threading, time
-        # The test process's threads block some signals and a spawned child inherits that mask;
+        # The parent's threads block some signals and a spawned child inherits that mask;
         # without this, SIGTERM would never reach the server.
         signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGTERM, signal.SIGINT})
         parent = os.getppid()
@@ -40,15 +38,16 @@ final class MotoServer {
         """
 
     /// Starts moto on `port` (a free one if nil) and waits until it accepts connections.
-    init(port: Int? = nil) throws {
+    public init(port: Int? = nil, logPath: String? = nil) throws {
         self.port = try port ?? freeLoopbackPort()
-        logPath = FileManager.default.temporaryDirectory.appendingPathComponent("veil-moto-\(UUID().uuidString).log").path
+        self.logPath = logPath ?? (NSTemporaryDirectory() + "veil-moto-\(UUID().uuidString).log")
         try start()
     }
 
     deinit { stop() }
 
-    func start() throws {
+    /// Starts (or, after ``stop()``, restarts) the server on the same port.
+    public func start() throws {
         precondition(process == nil, "moto already running")
         _ = FileManager.default.createFile(atPath: logPath, contents: nil)
         let log = try FileHandle(forWritingTo: URL(fileURLWithPath: logPath))
@@ -62,95 +61,82 @@ final class MotoServer {
         do {
             try child.run()
         } catch {
-            throw MotoUnavailable("could not run python3 to start moto_server: \(error)", log: "")
+            throw Unavailable("could not run python3 to start moto_server: \(error)", log: "")
         }
         process = child
+        ChildProcesses.shared.add(child.processIdentifier)
         let deadline = Date().addingTimeInterval(90)
         while Date() < deadline {
             if !child.isRunning {
                 process = nil
-                throw MotoUnavailable(
+                ChildProcesses.shared.remove(child.processIdentifier)
+                throw Unavailable(
                     "moto_server exited with status \(child.terminationStatus) before accepting connections "
-                        + "(is PyPI 'moto[server]' installed for python3?)", log: logTail())
+                        + "(install it with `pip install 'moto[server]'`)", log: logTail())
             }
-            if canConnect(port: port) { return }
+            if canConnectToLoopback(port: port) { return }
             usleep(100_000)
         }
         stop()
-        throw MotoUnavailable("moto_server did not accept connections on port \(port) within 90 s", log: logTail())
+        throw Unavailable("moto_server did not accept connections on port \(port) within 90 s", log: logTail())
     }
 
     /// Ends the server by its pid (SIGTERM, then SIGKILL if it lingers) and waits for it.
-    func stop() {
+    public func stop() {
         guard let child = process else { return }
         process = nil
         let pid = child.processIdentifier
+        defer { ChildProcesses.shared.remove(pid) }
         if paused {
             kill(pid, SIGCONT)
             paused = false
         }
         guard child.isRunning else { return }
         kill(pid, SIGTERM)
-        // If it ignores SIGTERM, SIGKILL it; the pid cannot have been reused while unreaped.
+        // The pid cannot have been reused while the child is unreaped, so SIGKILL is safe.
         let watchdog = DispatchWorkItem { if child.isRunning { kill(pid, SIGKILL) } }
         DispatchQueue.global().asyncAfter(deadline: .now() + 5, execute: watchdog)
         child.waitUntilExit()
         watchdog.cancel()
     }
 
-    /// Freezes the server (SIGSTOP): connections are still accepted by the kernel but never
-    /// answered, which is what a hung KMS endpoint looks like to a client.
-    func pause() {
+    /// Freezes the server (SIGSTOP): the kernel still accepts connections but nothing answers,
+    /// which is what a hung KMS endpoint looks like to a client.
+    public func pause() {
         guard let child = process else { return }
         kill(child.processIdentifier, SIGSTOP)
         paused = true
     }
 
-    func resume() {
+    /// Undoes ``pause()``.
+    public func resume() {
         guard let child = process, paused else { return }
         kill(child.processIdentifier, SIGCONT)
         paused = false
     }
 
-    func logTail() -> String {
+    /// The end of moto's own output, for error messages.
+    public func logTail() -> String {
         guard let data = FileManager.default.contents(atPath: logPath) else { return "" }
         return String(decoding: data.suffix(4000), as: UTF8.self)
     }
-}
 
-/// moto_server could not be started; the test fails with this.
-struct MotoUnavailable: Error, CustomStringConvertible {
-    let reason: String
-    let log: String
+    /// moto_server could not be started.
+    public struct Unavailable: Error, CustomStringConvertible {
+        public let reason: String
+        public let log: String
 
-    init(_ reason: String, log: String) {
-        self.reason = reason
-        self.log = log
-    }
-
-    var description: String { "moto_server unavailable, so the AWS KMS tests cannot run: \(reason)\n--- moto output ---\n\(log)" }
-}
-
-/// A port the kernel just handed out on 127.0.0.1 (bound and released, so a small race remains).
-func freeLoopbackPort() throws -> Int {
-    let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-    guard fd >= 0 else { throw POSIXError(.EMFILE) }
-    defer { close(fd) }
-    var address = sockaddr_in()
-    address.sin_family = sa_family_t(AF_INET)
-    address.sin_port = 0
-    address.sin_addr.s_addr = inet_addr("127.0.0.1")
-    var length = socklen_t(MemoryLayout<sockaddr_in>.size)
-    let bound = withUnsafeMutablePointer(to: &address) {
-        $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { pointer -> Bool in
-            bind(fd, pointer, length) == 0 && getsockname(fd, pointer, &length) == 0
+        init(_ reason: String, log: String) {
+            self.reason = reason
+            self.log = log
         }
+
+        public var description: String { "moto_server unavailable: \(reason)\n--- moto output ---\n\(log)" }
     }
-    guard bound else { throw POSIXError(.EADDRINUSE) }
-    return Int(UInt16(bigEndian: address.sin_port))
 }
 
-func canConnect(port: Int) -> Bool {
+/// Whether something accepts TCP connections on 127.0.0.1:`port` right now.
+public func canConnectToLoopback(port: Int) -> Bool {
     let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
     guard fd >= 0 else { return false }
     defer { close(fd) }
