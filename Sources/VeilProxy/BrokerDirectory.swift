@@ -28,7 +28,7 @@ public final class BrokerDirectory: Sendable {
     private struct State {
         var entries: [Int32: Entry] = [:]
         var nextPort: Int
-        var listeners: [Int32: EventLoopFuture<Void>] = [:]
+        var listeners: [Int32: EventLoopFuture<Int>] = [:]
     }
 
     private let state: NIOLockedValueBox<State>
@@ -65,12 +65,25 @@ public final class BrokerDirectory: Sendable {
         }
     }
 
-    /// Stores the future that completes when node `nodeId`'s listener is bound.
-    func setListener(_ future: EventLoopFuture<Void>, for nodeId: Int32) {
+    /// Moves node `nodeId` to the next unallocated port of the range, because another
+    /// process holds the one it had, and returns the new port.
+    func reassign(nodeId: Int32) throws -> Int {
+        try state.withLockedValue { s in
+            guard var entry = s.entries[nodeId] else { throw PortRangeExhausted(nodeId: nodeId, range: range) }
+            guard s.nextPort <= range.upperBound else { throw PortRangeExhausted(nodeId: nodeId, range: range) }
+            entry.localPort = s.nextPort
+            s.nextPort += 1
+            s.entries[nodeId] = entry
+            return entry.localPort
+        }
+    }
+
+    /// Stores the future that completes with node `nodeId`'s port once its listener is bound.
+    func setListener(_ future: EventLoopFuture<Int>, for nodeId: Int32) {
         state.withLockedValue { $0.listeners[nodeId] = future }
     }
 
-    func listener(for nodeId: Int32) -> EventLoopFuture<Void>? {
+    func listener(for nodeId: Int32) -> EventLoopFuture<Int>? {
         state.withLockedValue { $0.listeners[nodeId] }
     }
 }

@@ -104,18 +104,40 @@ public final class ProxyServer: Sendable {
             return loop.makeFailedFuture(error)
         }
         if registration.isNew {
-            let bound = bind(host: settings.listen.host, port: registration.port, target: .broker(nodeId))
-                .map { [logger] _ in
-                    logger.info("listening \(self.settings.listen.host):\(registration.port) (broker \(nodeId)) -> upstream \(upstream)")
+            let bound = bindBrokerListener(nodeId: nodeId, port: registration.port)
+                .map { [logger] port in
+                    logger.info("listening \(self.settings.listen.host):\(port) (broker \(nodeId)) -> upstream \(upstream)")
+                    return port
                 }
             bound.whenFailure { [logger] error in
-                logger.error("cannot listen on \(self.settings.listen.host):\(registration.port) for broker \(nodeId): \(error)")
+                logger.error("cannot listen for broker \(nodeId) on \(self.settings.listen.host): \(error)")
             }
             brokers.setListener(bound, for: nodeId)
-            return bound.hop(to: loop).map { registration.port }
+            return bound.hop(to: loop)
         }
         guard let bound = brokers.listener(for: nodeId) else { return loop.makeSucceededFuture(registration.port) }
-        return bound.hop(to: loop).map { registration.port }
+        return bound.hop(to: loop)
+    }
+
+    /// Binds node `nodeId`'s listener on `port`. A port another process already holds is
+    /// skipped for the next one in the range: a client must reach every broker, and which
+    /// local port it uses is announced in Metadata anyway.
+    private func bindBrokerListener(nodeId: Int32, port: Int) -> EventLoopFuture<Int> {
+        bind(host: settings.listen.host, port: port, target: .broker(nodeId))
+            .map { _ in port }
+            .flatMapError { [self] error in
+                guard let io = error as? IOError, io.errnoCode == EADDRINUSE else {
+                    return group.next().makeFailedFuture(error)
+                }
+                let next: Int
+                do {
+                    next = try brokers.reassign(nodeId: nodeId)
+                } catch {
+                    return group.next().makeFailedFuture(error)
+                }
+                logger.warning("port \(port) for broker \(nodeId) is in use by another process; trying \(next)")
+                return bindBrokerListener(nodeId: nodeId, port: next)
+            }
     }
 
     /// Upstream addresses to try for a new connection on a listener, in order.

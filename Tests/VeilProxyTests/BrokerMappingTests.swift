@@ -30,30 +30,58 @@ import VeilWire
         let (server, listen, brokerPorts) = try await startProxy(upstreamPort: upstreamPort)
         defer { Task { await server.stop(); try? await upstream.close() } }
 
-        let client = try await TestKafkaClient.connect(port: listen, group: group)
-        try await client.channel.executeThenClose { inbound, outbound in
-            var it = inbound.makeAsyncIterator()
-            for version in [Int16(0), 1, 4, 9, 12, 13] {
-                var payload = ByteBuffer()
-                RequestHeader(apiKey: .metadata, apiVersion: version, correlationId: Int32(version), clientId: "t").write(to: &payload)
-                MetadataRequest(topics: version == 0 ? [] : nil).encode(version: version, into: &payload)
-                var frame = ByteBuffer()
-                FrameParser.write(payload, to: &frame)
-                try await outbound.write(frame)
-                var response = try #require(try await it.next())
-                let header = try ResponseHeader.read(from: &response, headerVersion: ApiKey.metadata.responseHeaderVersion(version))
-                #expect(header.correlationId == Int32(version))
-                let metadata = try MetadataResponse(decoding: response, version: version)
-                #expect(metadata.brokers.map(\.nodeId) == ids)
-                for b in metadata.brokers {
-                    #expect(b.host == "127.0.0.1")
-                    #expect(brokerPorts.contains(Int(b.port)), "port \(b.port) outside \(brokerPorts)")
-                    #expect(Int(b.port) != upstreamPort)
-                }
-                #expect(Set(metadata.brokers.map(\.port)).count == ids.count)
+        for version in [Int16(0), 1, 4, 9, 12, 13] {
+            let metadata = try await metadata(port: listen, version: version)
+            #expect(metadata.brokers.map(\.nodeId) == ids)
+            for b in metadata.brokers {
+                #expect(b.host == "127.0.0.1")
+                #expect(brokerPorts.contains(Int(b.port)), "port \(b.port) outside \(brokerPorts)")
+                #expect(Int(b.port) != upstreamPort)
             }
+            #expect(Set(metadata.brokers.map(\.port)).count == ids.count)
         }
-        // Every advertised listener accepts connections and leads to the right upstream.
+        try await expectListenersReachUpstream(server, coordinators: ids.count, brokerPorts: brokerPorts)
+    }
+
+    /// A broker port that another process already holds is skipped for the next free one in
+    /// the range, and Metadata announces the port actually bound.
+    @Test func brokerPortTakenElsewhereIsSkipped() async throws {
+        let ids: [Int32] = [1, 2]
+        let (upstream, upstreamPort) = try await ScriptedBroker.start(brokers: { port in
+            ids.map { BrokerEndpoint(nodeId: $0, host: "127.0.0.1", port: Int32(port)) }
+        }, group: group)
+        let (server, listen, brokerPorts) = try await startProxy(upstreamPort: upstreamPort)
+        let squatter = try await ServerBootstrap(group: group).bind(host: "127.0.0.1", port: brokerPorts.lowerBound).get()
+        defer { Task { await server.stop(); try? await upstream.close(); try? await squatter.close() } }
+
+        let metadata = try await metadata(port: listen, version: 12)
+        let ports = metadata.brokers.map { Int($0.port) }
+        #expect(ports.count == 2 && !ports.contains(brokerPorts.lowerBound), "announced \(ports); \(brokerPorts.lowerBound) is taken")
+        #expect(ports.allSatisfy(brokerPorts.contains) && Set(ports).count == 2)
+        #expect(Set(server.brokers.entries.map(\.localPort)) == Set(ports))
+        try await expectListenersReachUpstream(server, coordinators: ids.count, brokerPorts: brokerPorts)
+    }
+
+    /// One Metadata request of `version` through the listener on `port`.
+    func metadata(port: Int, version: Int16) async throws -> MetadataResponse {
+        let client = try await TestKafkaClient.connect(port: port, group: group)
+        return try await client.channel.executeThenClose { inbound, outbound in
+            var it = inbound.makeAsyncIterator()
+            var payload = ByteBuffer()
+            RequestHeader(apiKey: .metadata, apiVersion: version, correlationId: Int32(version), clientId: "t").write(to: &payload)
+            MetadataRequest(topics: version == 0 ? [] : nil).encode(version: version, into: &payload)
+            var frame = ByteBuffer()
+            FrameParser.write(payload, to: &frame)
+            try await outbound.write(frame)
+            var response = try #require(try await it.next())
+            let header = try ResponseHeader.read(from: &response, headerVersion: ApiKey.metadata.responseHeaderVersion(version))
+            #expect(header.correlationId == Int32(version))
+            return try MetadataResponse(decoding: response, version: version)
+        }
+    }
+
+    /// Every advertised listener accepts connections and leads to the right upstream.
+    func expectListenersReachUpstream(_ server: ProxyServer, coordinators: Int, brokerPorts: ClosedRange<Int>) async throws {
         for entry in server.brokers.entries {
             let c = try await TestKafkaClient.connect(port: entry.localPort, group: group)
             try await c.channel.executeThenClose { inbound, outbound in
@@ -67,7 +95,7 @@ import VeilWire
                 var response = try #require(try await it.next())
                 _ = try ResponseHeader.read(from: &response, headerVersion: 1)
                 let fc = try FindCoordinatorResponse(decoding: response, version: 4)
-                #expect(fc.coordinators.count == ids.count)
+                #expect(fc.coordinators.count == coordinators)
                 #expect(fc.coordinators.allSatisfy { brokerPorts.contains(Int($0.endpoint.port)) && $0.endpoint.host == "127.0.0.1" })
             }
         }
