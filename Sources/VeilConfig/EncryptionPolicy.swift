@@ -96,7 +96,7 @@ public struct EncryptionPolicy: Sendable {
             case .string(let range, let hasEscapes):
                 let raw = UnsafeRawBufferPointer(rebasing: value[range])
                 if !hasEscapes { return self.lookup(raw) }
-                return JSONFieldScanner.unescape(raw).withUnsafeBytes { self.lookup($0) }
+                return JSONString.unescape(raw).withUnsafeBytes { self.lookup($0) }
             case .notString, .absent, .duplicate, .invalid:
                 return self.fallback(selector: nil)
             }

@@ -1,6 +1,6 @@
 import Testing
 
-@testable import VeilConfig
+@testable import VeilJSON
 
 @Suite struct JSONFieldScannerTests {
     /// The decoded value of `field`, or the non-string result.
@@ -9,7 +9,7 @@ import Testing
             switch JSONFieldScanner.findTopLevelField(field.utf8, in: bytes) {
             case .string(let range, let hasEscapes):
                 let raw = UnsafeRawBufferPointer(rebasing: bytes[range])
-                let decoded = hasEscapes ? JSONFieldScanner.unescape(raw) : Array(raw)
+                let decoded = hasEscapes ? JSONString.unescape(raw) : Array(raw)
                 #expect(hasEscapes == raw.contains(UInt8(ascii: "\\")))
                 return .string(String(decoding: decoded, as: UTF8.self))
             case .notString: return .notString
