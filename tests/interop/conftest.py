@@ -194,13 +194,13 @@ class Broker:
         return f"{self.host}:{self.port}"
 
 
-@pytest.fixture
-def tansu(request, tmp_path):
-    """A fresh in-memory Tansu broker on a free loopback port."""
+def start_tansu(log_path: Path, extra_args: tuple[str, ...] = ()) -> Broker:
+    """Starts Tansu on a free loopback port and waits until it answers ApiVersions. The caller
+    owns the returned process and stops it by pid (it is stopped here if it never came up)."""
     port = free_port()
     url = f"tcp://127.0.0.1:{port}"
-    proc = Proc("tansu", [tansu_binary(), "broker", "--listener-url", url, "--advertised-listener-url", url],
-                tmp_path / "tansu.log")
+    proc = Proc("tansu", [tansu_binary(), "broker", "--listener-url", url, "--advertised-listener-url", url,
+                          *extra_args], log_path)
     try:
         wait_for_port(proc, port, 20)
         deadline = time.monotonic() + 20
@@ -213,9 +213,20 @@ def tansu(request, tmp_path):
             if time.monotonic() > deadline:
                 raise TimeoutError(f"tansu on {port} does not answer ApiVersions\n{proc.tail()}")
             time.sleep(0.1)
-        yield Broker("127.0.0.1", port, proc)
-    finally:
+    except BaseException:
         proc.stop()
+        raise
+    return Broker("127.0.0.1", port, proc)
+
+
+@pytest.fixture
+def tansu(request, tmp_path):
+    """A fresh in-memory Tansu broker on a free loopback port."""
+    broker = start_tansu(tmp_path / "tansu.log")
+    try:
+        yield broker
+    finally:
+        broker.proc.stop()
         if _failed(request):
             print(proc.tail())
 

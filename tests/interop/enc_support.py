@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Callable, Optional
 
 from clients import ConfluentClient, ConsumeOpts, Rec
-from conftest import (Proc, _log_tail, api_versions_ok, free_port, free_port_block, tansu_binary,
+from conftest import (Proc, _log_tail, api_versions_ok, free_port, free_port_block, start_tansu, tansu_binary,
                       veil_binary, wait_for_port)
 
 MAGIC = bytes.fromhex("c156454c")
@@ -317,24 +317,10 @@ class EncEnv:
 
     # ---- broker
     def start_broker(self):
-        port = free_port()
-        url = f"tcp://127.0.0.1:{port}"
-        proc = Proc("tansu", [tansu_binary(), "broker", "--listener-url", url, "--advertised-listener-url", url],
-                    self.dir / "tansu.log")
-        self.procs.append(proc)
-        wait_for_port(proc, port, 20)
-        deadline = time.monotonic() + 20
-        while True:
-            try:
-                if api_versions_ok(port):
-                    break
-            except OSError:
-                pass
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"tansu on {port} does not answer ApiVersions\n{proc.tail()}")
-            time.sleep(0.1)
-        self.broker_port = port
-        self.broker_proc = proc
+        broker = start_tansu(self.dir / "tansu.log")
+        self.procs.append(broker.proc)
+        self.broker_port = broker.port
+        self.broker_proc = broker.proc
 
     @property
     def broker(self) -> str:
