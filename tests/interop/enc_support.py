@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Callable, Optional
 
 from clients import ConfluentClient, ConsumeOpts, Rec
-from conftest import (Proc, _log_tail, api_versions_ok, free_port, free_port_block, start_tansu, tansu_binary,
+from conftest import (Proc, _log_tail, free_port, free_port_block, start_tansu,
                       veil_binary, wait_for_port)
 
 MAGIC = bytes.fromhex("c156454c")
