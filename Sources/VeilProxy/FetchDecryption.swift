@@ -187,7 +187,7 @@ struct FetchDecryption {
                     case .deny(_, let plaintext):
                         storedIsPlaintext = plaintext
                     case .open(let header):
-                        if case .hit(let key) = unwrapped.lookup(header.keyID) {
+                        if case .hit(let key) = unwrapped.lookup(header.keyID, counting: false) {
                             let start = plaintext.writerIndex
                             do {
                                 try decryptor.open(record.value!, header: header, key: key, topic: plan.topic,
@@ -195,7 +195,7 @@ struct FetchDecryption {
                                 opened.append((keep.count, start, plaintext.writerIndex - start))
                                 keepRecord(record)
                                 batchChanged = true
-                                counters.decrypted.add(1, ordering: .relaxed)
+                                counters.countDecrypted(topic: plan.topic, keyID: header.keyID)
                                 continue
                             } catch {
                                 counters.tampered.add(1, ordering: .relaxed)
@@ -204,7 +204,7 @@ struct FetchDecryption {
                             }
                         }
                     }
-                    counters.denied.add(1, ordering: .relaxed)
+                    counters.countDenied(topic: plan.topic, value: record.value)
                     switch plan.policy.onDenied {
                     case .drop:
                         batchChanged = true

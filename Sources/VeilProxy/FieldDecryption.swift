@@ -189,7 +189,7 @@ struct PartwiseDecryption {
         let firstPending = written.count
 
         func open(_ envelope: ByteBuffer, _ header: EnvelopeHeader, location: ArraySlice<UInt8>, into buffer: inout ByteBuffer) -> Bool {
-            guard let id = parts.id, case .hit(let key) = unwrapped.lookup(header.keyID) else { return false }
+            guard let id = parts.id, case .hit(let key) = unwrapped.lookup(header.keyID, counting: false) else { return false }
             aadPath.removeAll(keepingCapacity: true)
             aadPath += id
             aadPath += location
