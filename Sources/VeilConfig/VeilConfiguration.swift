@@ -159,8 +159,9 @@ public struct VeilConfiguration: Sendable {
 }
 
 extension VeilConfiguration {
-    /// Parses and validates a YAML configuration.
-    public static func parse(yaml: String) throws(ConfigurationError) -> VeilConfiguration {
+    /// Parses and validates a YAML configuration; `${NAME}` in string values is replaced by
+    /// `environment[NAME]` (see ``EnvironmentSubstitution``).
+    public static func parse(yaml: String, environment: [String: String] = [:]) throws(ConfigurationError) -> VeilConfiguration {
         let root: Node
         do {
             guard let document = try Yams.compose(yaml: yaml) else {
@@ -172,7 +173,7 @@ extension VeilConfiguration {
         } catch {
             throw ConfigurationError(path: "", problem: "invalid YAML: \(error)")
         }
-        return try self.parse(ConfigNode(node: root, path: ""))
+        return try self.parse(ConfigNode(node: EnvironmentSubstitution.apply(root, path: "", environment: environment), path: ""))
     }
 
     private static func parse(_ root: ConfigNode) throws(ConfigurationError) -> VeilConfiguration {

@@ -47,8 +47,9 @@ public final class UnwrappedKeyCache: Sendable {
     private let unavailableTTL: TimeAmount
     private let clock: @Sendable () -> NIODeadline
     private let state: NIOLockedValueBox<State>
-    /// `veil_dek_cache_hits_total` / `_misses_total` for `cache="decrypt"`: counted by
-    /// counting lookups only, so a record looked up twice (plan, then open) counts once.
+    /// `veil_dek_cache_hits_total` / `_misses_total` for `cache="decrypt"`: a hit is a
+    /// counting lookup that found the key (records are looked up once to plan, uncounted, and
+    /// once to open); a miss is a fill that had to ask the KMS.
     private let hits = Counter(label: "veil_dek_cache_hits_total", dimensions: [("cache", "decrypt")])
     private let misses = Counter(label: "veil_dek_cache_misses_total", dimensions: [("cache", "decrypt")])
 
@@ -72,8 +73,8 @@ public final class UnwrappedKeyCache: Sendable {
 
     /// The cached key or failure for `keyID`. Never calls the KMS.
     ///
-    /// - Parameter counting: whether this lookup counts as a cache hit or miss in metrics;
-    ///   a second lookup of a key already counted passes `false`.
+    /// - Parameter counting: whether a hit counts in metrics; planning lookups, which are
+    ///   followed by a counted one for the same record, pass `false`.
     public func lookup(_ keyID: EnvelopeKeyID, counting: Bool = true) -> Lookup {
         let slot = state.withLockedValue { state -> Slot? in
             if let recent = state.recent, recent.id == keyID { return .key(recent.key) }
@@ -88,13 +89,7 @@ public final class UnwrappedKeyCache: Sendable {
         case .key(let key): result = .hit(key)
         case .denied(let error, let until): result = clock() < until ? .denied(error) : .miss
         }
-        if counting {
-            switch result {
-            case .hit: hits.increment()
-            case .miss: misses.increment()
-            case .denied: break
-            }
-        }
+        if counting, case .hit = result { hits.increment() }
         return result
     }
 
@@ -121,6 +116,7 @@ public final class UnwrappedKeyCache: Sendable {
             let owned = keyID.compacted()
             let task = Fill { await self.unwrap(owned) }
             state.filling[owned] = task
+            misses.increment()
             return .wait(task)
         }
         switch step {

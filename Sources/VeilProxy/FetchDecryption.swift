@@ -129,7 +129,7 @@ struct FetchDecryption {
         guard let reference = try? header.keyID.reference(), configuration.grants.allowsDecryption(with: reference) else {
             return .deny(reason: "no grant")
         }
-        switch unwrapped.lookup(header.keyID) {
+        switch unwrapped.lookup(header.keyID, counting: false) {
         case .hit: break
         case .denied: return .deny(reason: "KMS refused the data key")
         case .miss: missing[header.keyID] = ()
@@ -187,7 +187,7 @@ struct FetchDecryption {
                     case .deny(_, let plaintext):
                         storedIsPlaintext = plaintext
                     case .open(let header):
-                        if case .hit(let key) = unwrapped.lookup(header.keyID, counting: false) {
+                        if case .hit(let key) = unwrapped.lookup(header.keyID) {
                             let start = plaintext.writerIndex
                             do {
                                 try decryptor.open(record.value!, header: header, key: key, topic: plan.topic,

@@ -159,7 +159,7 @@ struct PartwiseDecryption {
             scratch.grants.append((header.keyID, allowed))
         }
         guard id != nil, allowed else { return .deny }
-        switch unwrapped.lookup(header.keyID) {
+        switch unwrapped.lookup(header.keyID, counting: false) {
         case .hit: break
         case .denied: return .deny
         case .miss: missing[header.keyID] = ()
@@ -189,7 +189,7 @@ struct PartwiseDecryption {
         let firstPending = written.count
 
         func open(_ envelope: ByteBuffer, _ header: EnvelopeHeader, location: ArraySlice<UInt8>, into buffer: inout ByteBuffer) -> Bool {
-            guard let id = parts.id, case .hit(let key) = unwrapped.lookup(header.keyID, counting: false) else { return false }
+            guard let id = parts.id, case .hit(let key) = unwrapped.lookup(header.keyID) else { return false }
             aadPath.removeAll(keepingCapacity: true)
             aadPath += id
             aadPath += location

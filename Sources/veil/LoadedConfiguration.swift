@@ -24,7 +24,7 @@ struct LoadedConfiguration: Sendable {
         guard let data = FileManager.default.contents(atPath: path) else {
             throw ConfigurationError(path: path, problem: "cannot read the file")
         }
-        return try VeilConfiguration.parse(yaml: String(decoding: data, as: UTF8.self))
+        return try VeilConfiguration.parse(yaml: String(decoding: data, as: UTF8.self), environment: ProcessInfo.processInfo.environment)
     }
 
     static func load(path: String?, listen: String?, upstream: String?, logger: Logger) throws -> LoadedConfiguration {
