@@ -26,6 +26,8 @@ public struct VeilConfiguration: Sendable {
     public let listenerTLS: ListenerTLS?
     /// Gateway mode: identity per client connection; `nil` is sidecar mode (one identity).
     public let gateway: GatewayConfiguration?
+    /// Admin endpoint, logging and shutdown settings.
+    public let operations: OperationsConfiguration
 
     private let configuredBrokerPorts: BrokerPortRange?
     private let configuredAdvertisedHost: String?
@@ -63,7 +65,8 @@ public struct VeilConfiguration: Sendable {
         dek: DEKPolicy = DEKPolicy(),
         topics: [TopicPolicy] = [],
         listenerTLS: ListenerTLS? = nil,
-        gateway: GatewayConfiguration? = nil
+        gateway: GatewayConfiguration? = nil,
+        operations: OperationsConfiguration = OperationsConfiguration()
     ) throws(ConfigurationError) {
         let kmsByName = Dictionary(kms.map { ($0.name, $0) }, uniquingKeysWith: { first, _ in first })
         func check(_ references: some Sequence<KeyReference>, _ path: String) throws(ConfigurationError) {
@@ -88,13 +91,14 @@ public struct VeilConfiguration: Sendable {
         self.init(
             identity: identity, listen: listen, upstream: upstream, brokerPorts: brokerPorts,
             advertisedHost: advertisedHost, maxFrameBytes: maxFrameBytes, kms: kmsByName, grants: grants, dek: dek,
-            topics: topics, listenerTLS: listenerTLS, gateway: gateway)
+            topics: topics, listenerTLS: listenerTLS, gateway: gateway, operations: operations)
     }
 
     private init(
         identity: String, listen: HostPort, upstream: UpstreamConfiguration, brokerPorts: BrokerPortRange?,
         advertisedHost: String?, maxFrameBytes: Int, kms: [String: KMSConfiguration], grants: Grants,
-        dek: DEKPolicy, topics: [TopicPolicy], listenerTLS: ListenerTLS?, gateway: GatewayConfiguration?
+        dek: DEKPolicy, topics: [TopicPolicy], listenerTLS: ListenerTLS?, gateway: GatewayConfiguration?,
+        operations: OperationsConfiguration
     ) {
         self.identity = identity
         self.listen = listen
@@ -108,6 +112,7 @@ public struct VeilConfiguration: Sendable {
         self.topics = topics
         self.listenerTLS = listenerTLS
         self.gateway = gateway
+        self.operations = operations
     }
 
     /// This configuration acting for one gateway identity: its name and grants replace the
@@ -116,7 +121,8 @@ public struct VeilConfiguration: Sendable {
         VeilConfiguration(
             identity: identity.name, listen: self.listen, upstream: self.upstream, brokerPorts: self.configuredBrokerPorts,
             advertisedHost: self.configuredAdvertisedHost, maxFrameBytes: self.maxFrameBytes, kms: self.kms,
-            grants: identity.grants, dek: self.dek, topics: self.topics, listenerTLS: self.listenerTLS, gateway: self.gateway)
+            grants: identity.grants, dek: self.dek, topics: self.topics, listenerTLS: self.listenerTLS, gateway: self.gateway,
+            operations: self.operations)
     }
 
     /// The policy for `topic`: the first entry whose `match` selects it, or `nil`.
@@ -148,13 +154,14 @@ public struct VeilConfiguration: Sendable {
             upstream: newUpstream,
             brokerPorts: self.configuredBrokerPorts, advertisedHost: self.configuredAdvertisedHost,
             maxFrameBytes: self.maxFrameBytes, kms: self.kms, grants: self.grants, dek: self.dek, topics: self.topics,
-            listenerTLS: self.listenerTLS, gateway: self.gateway)
+            listenerTLS: self.listenerTLS, gateway: self.gateway, operations: self.operations)
     }
 }
 
 extension VeilConfiguration {
-    /// Parses and validates a YAML configuration.
-    public static func parse(yaml: String) throws(ConfigurationError) -> VeilConfiguration {
+    /// Parses and validates a YAML configuration; `${NAME}` in string values is replaced by
+    /// `environment[NAME]` (see ``EnvironmentSubstitution``).
+    public static func parse(yaml: String, environment: [String: String] = [:]) throws(ConfigurationError) -> VeilConfiguration {
         let root: Node
         do {
             guard let document = try Yams.compose(yaml: yaml) else {
@@ -166,13 +173,13 @@ extension VeilConfiguration {
         } catch {
             throw ConfigurationError(path: "", problem: "invalid YAML: \(error)")
         }
-        return try self.parse(ConfigNode(node: root, path: ""))
+        return try self.parse(ConfigNode(node: EnvironmentSubstitution.apply(root, path: "", environment: environment), path: ""))
     }
 
     private static func parse(_ root: ConfigNode) throws(ConfigurationError) -> VeilConfiguration {
         let fields = try root.mapping(allowed: [
             "identity", "listen", "upstream", "broker_ports", "advertised_host", "max_frame_bytes", "kms", "grants",
-            "dek", "topics", "listener", "gateway",
+            "dek", "topics", "listener", "gateway", "admin", "logging", "shutdown",
         ])
         let identity = try fields.required("identity").nonEmptyString()
         let listen: HostPort
@@ -224,6 +231,7 @@ extension VeilConfiguration {
             kms: kms,
             grants: try fields["grants"].map { node throws(ConfigurationError) in try Grants(node, kms: kms) } ?? Grants(),
             dek: try fields["dek"].map { node throws(ConfigurationError) in try DEKPolicy(node) } ?? DEKPolicy(),
-            topics: topics, listenerTLS: listenerTLS, gateway: gateway)
+            topics: topics, listenerTLS: listenerTLS, gateway: gateway,
+            operations: try OperationsConfiguration(admin: fields["admin"], logging: fields["logging"], shutdown: fields["shutdown"]))
     }
 }

@@ -1,3 +1,4 @@
+import CoreMetrics
 import NIOConcurrencyHelpers
 import NIOCore
 import VeilKMS
@@ -50,6 +51,17 @@ public final class DataKeyCache: Sendable {
     /// The active key for `reference` if it exists and the policy still
     /// allows it; nil means call ``refresh(for:)``. Never calls the KMS.
     public func current(for reference: KeyReference) -> ActiveDataKey? {
+        let found = usableKey(for: reference)
+        (found == nil ? misses : hits).increment()
+        return found
+    }
+
+    /// `veil_dek_cache_hits_total` / `_misses_total` for `cache="encrypt"`: a miss is a
+    /// request that must wait for a new data key.
+    private let hits = Counter(label: "veil_dek_cache_hits_total", dimensions: [("cache", "encrypt")])
+    private let misses = Counter(label: "veil_dek_cache_misses_total", dimensions: [("cache", "encrypt")])
+
+    private func usableKey(for reference: KeyReference) -> ActiveDataKey? {
         let key = state.withLockedValue { state -> ActiveDataKey? in
             if let recent = state.recent, recent.reference == reference { return recent }
             guard let key = state.active[reference] else { return nil }

@@ -36,7 +36,7 @@ public struct EnvelopeKeyID: Hashable, Sendable, CustomStringConvertible {
     }
 
     /// A copy that does not keep the (possibly large) buffer it was sliced from alive.
-    func compacted() -> EnvelopeKeyID {
+    public func compacted() -> EnvelopeKeyID {
         var copy = ByteBufferAllocator().buffer(capacity: bytes.readableBytes)
         copy.writeImmutableBuffer(bytes)
         return EnvelopeKeyID(bytes: copy)

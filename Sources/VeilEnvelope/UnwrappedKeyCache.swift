@@ -1,3 +1,4 @@
+import CoreMetrics
 import NIOConcurrencyHelpers
 import NIOCore
 import VeilKMS
@@ -46,6 +47,11 @@ public final class UnwrappedKeyCache: Sendable {
     private let unavailableTTL: TimeAmount
     private let clock: @Sendable () -> NIODeadline
     private let state: NIOLockedValueBox<State>
+    /// `veil_dek_cache_hits_total` / `_misses_total` for `cache="decrypt"`: a hit is a
+    /// counting lookup that found the key (records are looked up once to plan, uncounted, and
+    /// once to open); a miss is a fill that had to ask the KMS.
+    private let hits = Counter(label: "veil_dek_cache_hits_total", dimensions: [("cache", "decrypt")])
+    private let misses = Counter(label: "veil_dek_cache_misses_total", dimensions: [("cache", "decrypt")])
 
     /// - Parameters:
     ///   - capacity: most keys (and remembered failures) kept.
@@ -66,7 +72,10 @@ public final class UnwrappedKeyCache: Sendable {
     public var count: Int { state.withLockedValue { $0.cache.count } }
 
     /// The cached key or failure for `keyID`. Never calls the KMS.
-    public func lookup(_ keyID: EnvelopeKeyID) -> Lookup {
+    ///
+    /// - Parameter counting: whether a hit counts in metrics; planning lookups, which are
+    ///   followed by a counted one for the same record, pass `false`.
+    public func lookup(_ keyID: EnvelopeKeyID, counting: Bool = true) -> Lookup {
         let slot = state.withLockedValue { state -> Slot? in
             if let recent = state.recent, recent.id == keyID { return .key(recent.key) }
             guard let entry = state.cache.entry(for: keyID) else { return nil }
@@ -74,11 +83,14 @@ public final class UnwrappedKeyCache: Sendable {
             if case .key(let key) = entry.value { state.recent = (entry.key, key) }
             return entry.value
         }
+        let result: Lookup
         switch slot {
-        case nil: return .miss
-        case .key(let key): return .hit(key)
-        case .denied(let error, let until): return clock() < until ? .denied(error) : .miss
+        case nil: result = .miss
+        case .key(let key): result = .hit(key)
+        case .denied(let error, let until): result = clock() < until ? .denied(error) : .miss
         }
+        if counting, case .hit = result { hits.increment() }
+        return result
     }
 
     /// ``lookup(_:)``, then ``fill(_:)`` on a miss.
@@ -104,6 +116,7 @@ public final class UnwrappedKeyCache: Sendable {
             let owned = keyID.compacted()
             let task = Fill { await self.unwrap(owned) }
             state.filling[owned] = task
+            misses.increment()
             return .wait(task)
         }
         switch step {

@@ -129,7 +129,7 @@ struct FetchDecryption {
         guard let reference = try? header.keyID.reference(), configuration.grants.allowsDecryption(with: reference) else {
             return .deny(reason: "no grant")
         }
-        switch unwrapped.lookup(header.keyID) {
+        switch unwrapped.lookup(header.keyID, counting: false) {
         case .hit: break
         case .denied: return .deny(reason: "KMS refused the data key")
         case .miss: missing[header.keyID] = ()
@@ -195,7 +195,7 @@ struct FetchDecryption {
                                 opened.append((keep.count, start, plaintext.writerIndex - start))
                                 keepRecord(record)
                                 batchChanged = true
-                                counters.decrypted.add(1, ordering: .relaxed)
+                                counters.countDecrypted(topic: plan.topic, keyID: header.keyID)
                                 continue
                             } catch {
                                 counters.tampered.add(1, ordering: .relaxed)
@@ -204,7 +204,7 @@ struct FetchDecryption {
                             }
                         }
                     }
-                    counters.denied.add(1, ordering: .relaxed)
+                    counters.countDenied(topic: plan.topic, value: record.value)
                     switch plan.policy.onDenied {
                     case .drop:
                         batchChanged = true

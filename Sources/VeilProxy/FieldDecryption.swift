@@ -159,7 +159,7 @@ struct PartwiseDecryption {
             scratch.grants.append((header.keyID, allowed))
         }
         guard id != nil, allowed else { return .deny }
-        switch unwrapped.lookup(header.keyID) {
+        switch unwrapped.lookup(header.keyID, counting: false) {
         case .hit: break
         case .denied: return .deny
         case .miss: missing[header.keyID] = ()

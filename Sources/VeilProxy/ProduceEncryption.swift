@@ -207,7 +207,7 @@ struct ProduceEncryption {
                     }
                     for r in ranges { batch.records[r.index].value = sealed.getSlice(at: r.start, length: r.length) }
                     try batch.encode(into: &records)
-                    counters.encrypted.add(recordKeys.lazy.filter { $0 != nil }.count, ordering: .relaxed)
+                    counters.countEncrypted(topic: plan.topic, keys: recordKeys)
                 }
                 out.topics[plan.topicIndex].partitions[plan.partitionIndex].records = records
             } catch let error as EnvelopeError {

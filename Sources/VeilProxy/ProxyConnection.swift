@@ -62,6 +62,14 @@ final class ProxyConnection: @unchecked Sendable {
     static let failedAuthenticationDelay = TimeAmount.seconds(1)
     /// The broker the upstream connection dialled, as named in metadata or configuration.
     private var upstreamAddress: HostPort?
+    /// Shutdown began: read no more requests, close once the open ones are answered.
+    private var draining = false
+    /// Why the connection is closing, when something went wrong; logged once at close.
+    private var closeReason: String?
+    private var requestCount = 0
+    private var requestBytes = 0
+    private var responseBytes = 0
+    private let openedAt = NIODeadline.now()
 
     init(server: ProxyServer, client: Channel, target: ProxyServer.Target) {
         self.server = server
@@ -71,10 +79,26 @@ final class ProxyConnection: @unchecked Sendable {
         var logger = server.logger
         logger[metadataKey: "peer"] = "\(client.remoteAddress.flatMap { a in a.ipAddress.map { "\($0):\(a.port ?? 0)" } } ?? "?")"
         self.logger = logger
-        self.filters = server.gateway == nil ? server.filters : .passThrough
+        self.filters = server.isGateway ? .passThrough : server.filters
+        server.register(self)
     }
 
-    private var isGateway: Bool { server.gateway != nil }
+    private var isGateway: Bool { server.isGateway }
+
+    /// Picks up filters a reload installed; called before each request.
+    private func refreshFilters() {
+        guard isGateway else {
+            filters = server.filters
+            return
+        }
+        guard let identity else { return }
+        guard let found = server.gateway?.identity(named: identity) else {
+            // Fail closed: without its identity's filters the connection must not forward records.
+            fail("identity \(identity) is no longer configured after a reload", kind: .configuration)
+            return
+        }
+        filters = found.1
+    }
     private var authenticated: Bool { !isGateway || identity != nil }
 
     /// Gateway mode: the client's TLS handshake finished; a certificate whose subject maps to
@@ -110,8 +134,10 @@ final class ProxyConnection: @unchecked Sendable {
             // touching the broker, so reconnecting clients can't hammer it.
             let message = "upstream set-up failed recently; not contacting the broker for another \(remaining.nanoseconds / 1_000_000) ms"
             if first { logger.warning("closing connection: \(message)") } else { logger.debug("closing connection: \(message)") }
+            server.metrics.error(.upstreamSetup)
             closed = true
             client.close(promise: nil)
+            server.unregister(self)
             return
         }
         let candidates = server.upstreamCandidates(for: target)
@@ -120,7 +146,7 @@ final class ProxyConnection: @unchecked Sendable {
 
     private func connect(_ candidates: ArraySlice<HostPort>, lastError: Error?) {
         guard let next = candidates.first else {
-            fail("no upstream reachable for \(target)\(lastError.map { ": \($0)" } ?? "")")
+            fail("no upstream reachable for \(target)\(lastError.map { ": \($0)" } ?? "")", kind: .upstreamUnreachable)
             return
         }
         let maxFrame = server.settings.maxFrameBytes
@@ -129,7 +155,7 @@ final class ProxyConnection: @unchecked Sendable {
         do {
             exchange = try security.sasl?(next)
         } catch {
-            fail("cannot start SASL towards broker \(next): \(error)")
+            fail("cannot start SASL towards broker \(next): \(error)", kind: .upstreamSetup)
             return
         }
         // Happy eyeballs may try several channels; each gets its own set-up promise, and only
@@ -183,7 +209,7 @@ final class ProxyConnection: @unchecked Sendable {
                                 let delay = server.setupGate.recordFailure()
                                 reason += "; new connections are refused for \(delay.nanoseconds / 1_000_000) ms instead of retrying"
                             }
-                            fail(reason)
+                            fail(reason, kind: .upstreamSetup)
                         }
                     }
                 case .failure(let error):
@@ -206,19 +232,45 @@ final class ProxyConnection: @unchecked Sendable {
             + "; new connections are refused for \(delay.nanoseconds / 1_000_000) ms instead of retrying"
     }
 
-    /// Closes both sides, logging `reason` once.
-    func fail(_ reason: String) {
+    /// Closes both sides; `reason` is logged once, at close, and counted by `kind`.
+    func fail(_ reason: String, kind: ProxyMetrics.ErrorKind = .network) {
         guard !closed else { return }
-        logger.warning("closing connection: \(reason)")
+        closeReason = reason
+        server.metrics.error(kind)
         close()
     }
 
+    /// Closes both sides and logs the connection's one summary line.
     func close() {
         guard !closed else { return }
         closed = true
         client.close(promise: nil)
         upstream?.close(promise: nil)
         exchanges.removeAll()
+        server.unregister(self)
+        var summary: Logger.Metadata = [
+            "requests": "\(requestCount)", "request_bytes": "\(requestBytes)", "response_bytes": "\(responseBytes)",
+            "duration_ms": "\((NIODeadline.now() - openedAt).nanoseconds / 1_000_000)",
+        ]
+        if let upstreamAddress { summary["upstream"] = "\(upstreamAddress)" }
+        if let closeReason {
+            logger.warning("closing connection: \(closeReason)", metadata: summary)
+        } else {
+            logger.info("connection closed", metadata: summary)
+        }
+    }
+
+    /// Shutdown: stop reading requests and close once every request read so far is answered.
+    func drain() {
+        draining = true
+        closeIfDrained()
+    }
+
+    private func closeIfDrained() {
+        guard draining, !closed, exchanges.isEmpty else { return }
+        // The empty write completes after every response queued before it, so nothing
+        // already answered is cut off by the close.
+        client.writeAndFlush(ByteBuffer()).whenComplete { [self] _ in close() }
     }
 
     // MARK: back-pressure
@@ -234,6 +286,7 @@ final class ProxyConnection: @unchecked Sendable {
     private var clientReadPending = false
 
     func clientWantsRead() -> Bool {
+        if draining { return false }
         if clientReadAllowed { return true }
         clientReadPending = true
         return false
@@ -255,17 +308,23 @@ final class ProxyConnection: @unchecked Sendable {
         do {
             header = try RequestHeader.read(from: &body)
         } catch {
-            fail("malformed request header: \(error)")
+            fail("malformed request header: \(error)", kind: .malformedRequest)
             return
         }
+        requestCount += 1
+        requestBytes += frame.readableBytes
+        server.metrics.request(header.apiKey, bytes: frame.readableBytes)
+        refreshFilters()
+        guard !closed else { return }
         let exchange = Exchange(apiKey: header.apiKey, apiVersion: header.apiVersion, correlationId: header.correlationId)
         exchanges.append(exchange)
         do {
             try route(exchange, header: header, frame: frame, body: body)
         } catch let refusal as ClientAuthFailure {
-            fail(refusal.log)
+            fail(refusal.log, kind: .clientAuthentication)
         } catch {
-            fail("malformed \(header.apiKey) v\(header.apiVersion) request (correlation id \(header.correlationId)): \(error)")
+            fail("malformed \(header.apiKey) v\(header.apiVersion) request (correlation id \(header.correlationId)): \(error)",
+                 kind: .malformedRequest)
         }
     }
 
@@ -435,7 +494,7 @@ final class ProxyConnection: @unchecked Sendable {
             if case .awaitingUpstream = $0.state, $0.forward == nil { return $0.expectsResponse }
             return false
         }) else {
-            fail("upstream sent a response with no request waiting")
+            fail("upstream sent a response with no request waiting", kind: .malformedResponse)
             return
         }
         var body = frame
@@ -444,11 +503,11 @@ final class ProxyConnection: @unchecked Sendable {
         do {
             header = try ResponseHeader.read(from: &body, headerVersion: headerVersion)
         } catch {
-            fail("malformed response header from upstream: \(error)")
+            fail("malformed response header from upstream: \(error)", kind: .malformedResponse)
             return
         }
         guard header.correlationId == exchange.correlationId else {
-            fail("upstream answered correlation id \(header.correlationId), expected \(exchange.correlationId)")
+            fail("upstream answered correlation id \(header.correlationId), expected \(exchange.correlationId)", kind: .malformedResponse)
             return
         }
         exchange.state = .filteringResponse
@@ -456,7 +515,7 @@ final class ProxyConnection: @unchecked Sendable {
         do {
             transformed = try transformResponse(exchange, header: header, body: body)
         } catch {
-            fail("malformed \(exchange.apiKey) v\(exchange.apiVersion) response from upstream: \(error)")
+            fail("malformed \(exchange.apiKey) v\(exchange.apiVersion) response from upstream: \(error)", kind: .malformedResponse)
             return
         }
         transformed.hop(to: loop).whenComplete { [self] result in
@@ -545,6 +604,8 @@ final class ProxyConnection: @unchecked Sendable {
         while let head = exchanges.first {
             switch head.state {
             case .ready(let frame):
+                responseBytes += frame.readableBytes
+                server.metrics.response(head.apiKey, bytes: frame.readableBytes)
                 client.writeFrame(frame)
                 wrote = true
                 exchanges.removeFirst()
@@ -558,6 +619,7 @@ final class ProxyConnection: @unchecked Sendable {
         }
         if wrote { client.flush() }
         maybeResumeClientReads()
+        closeIfDrained()
     }
 }
 

@@ -14,11 +14,19 @@ public final class ProxyServer: Sendable {
     public let brokers: BrokerDirectory
     let group: EventLoopGroup
     let logger: Logger
-    let filters: ExchangeFilters
+    /// Connection, request and error counts for `/metrics`.
+    public let metrics = ProxyMetrics()
     /// TLS and SASL towards the brokers.
     let security: UpstreamSecurity
+    /// The record filters and gateway identities in force; ``replacePolicies(filters:gateway:)`` swaps them.
+    private let policies: NIOLockedValueBox<(filters: ExchangeFilters, gateway: GatewayAuthentication?)>
+    /// The record filters of sidecar mode; connections read them per request, so a reload
+    /// applies to open connections.
+    var filters: ExchangeFilters { policies.withLockedValue { $0.filters } }
     /// Gateway mode's identities and their filters; `nil` in sidecar mode.
-    let gateway: GatewayAuthentication?
+    var gateway: GatewayAuthentication? { policies.withLockedValue { $0.gateway } }
+    /// Whether the server is a gateway; fixed for its life (a reload cannot switch modes).
+    let isGateway: Bool
     /// TLS for the client-facing listeners; `nil` is plaintext.
     let listenerTLS: NIOSSLContext?
     /// Holds off new upstream connections after credential or certificate failures.
@@ -27,16 +35,20 @@ public final class ProxyServer: Sendable {
     /// client has authenticated (so before its own filters are known).
     let versionCaps: [ApiKey: Int16]
     private let channels: NIOLockedValueBox<[Channel]>
+    /// Open client connections, for draining at shutdown.
+    private let connections = NIOLockedValueBox([ObjectIdentifier: ProxyConnection]())
+    /// False once shutdown began: no new listeners are bound.
+    private let accepting = NIOLockedValueBox(true)
 
     public init(settings: ProxySettings, group: EventLoopGroup, logger: Logger, filters: ExchangeFilters = .passThrough,
                 security: UpstreamSecurity = .none, listenerTLS: NIOSSLContext? = nil, gateway: GatewayAuthentication? = nil) {
         self.settings = settings
         self.group = group
         self.logger = logger
-        self.filters = filters
+        self.policies = NIOLockedValueBox((filters, gateway))
+        self.isGateway = gateway != nil
         self.security = security
         self.listenerTLS = listenerTLS
-        self.gateway = gateway
         var caps = filters.records?.versionCaps ?? [:]
         for f in gateway.map({ Array($0.filters.values) }) ?? [] {
             caps.merge(f.records?.versionCaps ?? [:]) { min($0, $1) }
@@ -58,8 +70,48 @@ public final class ProxyServer: Sendable {
 
     /// Closes every listener. Open connections close with their peers.
     public func stop() async {
+        accepting.withLockedValue { $0 = false }
         let all = channels.withLockedValue { c in defer { c.removeAll() }; return c }
         for c in all { try? await c.close() }
+    }
+
+    /// Replaces the record filters (sidecar mode) or the gateway's identities. Open
+    /// connections pick the new ones up at their next request.
+    public func replacePolicies(filters: ExchangeFilters, gateway: GatewayAuthentication?) throws(ConfigurationError) {
+        guard (gateway != nil) == isGateway else {
+            throw ConfigurationError(path: "gateway", problem: "a reload cannot switch between sidecar and gateway mode; restart instead")
+        }
+        policies.withLockedValue { $0 = (filters, gateway) }
+    }
+
+    /// Graceful shutdown: stops accepting, lets every connection finish the requests it has
+    /// already read, and closes those still busy after `deadline`. Returns how many were
+    /// cut off at the deadline.
+    @discardableResult
+    public func shutdown(deadline: Duration) async -> Int {
+        await stop()
+        let open = connections.withLockedValue { Array($0.values) }
+        logger.info("draining \(open.count) connection(s), deadline \(deadline)")
+        for connection in open { connection.loop.execute { connection.drain() } }
+        let end = ContinuousClock.now + deadline
+        while ContinuousClock.now < end, connections.withLockedValue({ !$0.isEmpty }) {
+            try? await Task.sleep(for: .milliseconds(20))
+        }
+        let left = connections.withLockedValue { Array($0.values) }
+        for connection in left {
+            connection.loop.execute { connection.fail("shutdown deadline reached with requests in flight", kind: .shutdownDeadline) }
+        }
+        return left.count
+    }
+
+    func register(_ connection: ProxyConnection) {
+        connections.withLockedValue { $0[ObjectIdentifier(connection)] = connection }
+        metrics.connectionOpened()
+    }
+
+    func unregister(_ connection: ProxyConnection) {
+        let removed = connections.withLockedValue { $0.removeValue(forKey: ObjectIdentifier(connection)) != nil }
+        if removed { metrics.connectionClosed() }
     }
 
     /// Where a listener's accepted connections go upstream.
@@ -104,6 +156,9 @@ public final class ProxyServer: Sendable {
             return loop.makeFailedFuture(error)
         }
         if registration.isNew {
+            guard accepting.withLockedValue({ $0 }) else {
+                return loop.makeFailedFuture(ChannelError.ioOnClosedChannel)
+            }
             let bound = bindBrokerListener(nodeId: nodeId, port: registration.port)
                 .map { [logger] port in
                     logger.info("listening \(self.settings.listen.host):\(port) (broker \(nodeId)) -> upstream \(upstream)")

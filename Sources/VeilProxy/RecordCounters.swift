@@ -1,6 +1,9 @@
 import Logging
 import NIOConcurrencyHelpers
+import NIOCore
 import Synchronization
+import VeilEnvelope
+import VeilKMS
 
 /// Counts what the record filters did, for logs, the demo and metrics.
 public final class RecordCounters: Sendable {
@@ -27,7 +30,43 @@ public final class RecordCounters: Sendable {
     /// Fields, headers and record keys this identity could not decrypt on fetch.
     public let partsDenied = Atomic<Int>(0)
 
-    public init() {}
+    /// The same counts by topic and key, for `/metrics`.
+    let metrics: RecordMetrics
+
+    /// - Parameters:
+    ///   - identity: the identity label on this filter's metrics.
+    ///   - knownKMS: KMS names the configuration has; other key references are labelled `other`.
+    public init(identity: String = "veil", knownKMS: Set<String> = []) {
+        metrics = RecordMetrics(identity: identity, knownKMS: knownKMS)
+    }
+
+    /// Counts a sealed batch: `keys` holds each record's key reference, `nil` for records left alone.
+    func countEncrypted(topic: String, keys: [KeyReference?]) {
+        var total = 0
+        var byKey: [KeyReference: Int] = [:]
+        for case let key? in keys {
+            total += 1
+            byKey[key, default: 0] += 1
+        }
+        encrypted.add(total, ordering: .relaxed)
+        for (key, n) in byKey { metrics.count(.encrypted, topic: topic, reference: key, by: n) }
+    }
+
+    func countDecrypted(topic: String, keyID: EnvelopeKeyID) {
+        decrypted.add(1, ordering: .relaxed)
+        metrics.count(.decrypted, topic: topic, keyID: keyID)
+    }
+
+    /// Counts a record not delivered as plaintext; its key comes from its envelope header, if it has one.
+    func countDenied(topic: String, value: ByteBuffer?) {
+        denied.add(1, ordering: .relaxed)
+        let header = value.flatMap { try? EnvelopeHeader.parse($0) }
+        if let header {
+            metrics.count(.denied, topic: topic, keyID: header.keyID)
+        } else {
+            metrics.count(.denied, topic: topic, reference: nil)
+        }
+    }
 
     /// A snapshot, for printing.
     public var summary: [String: Int] {

@@ -9,7 +9,7 @@ import VeilWire
 /// to this identity's topic policies and grants.
 public final class RecordEncryption: RecordFilter {
     public let configuration: VeilConfiguration
-    public let counters = RecordCounters()
+    public let counters: RecordCounters
     let dataKeys: DataKeyCache
     let unwrapped: UnwrappedKeyCache
     /// Record-key (deterministic) keys, for both directions.
@@ -24,6 +24,7 @@ public final class RecordEncryption: RecordFilter {
 
     public init(configuration: VeilConfiguration, kms: any KeyManagementService, logger: Logger) throws {
         self.configuration = configuration
+        counters = RecordCounters(identity: configuration.identity, knownKMS: Set(configuration.kms.keys))
         guard let rotation = DataKeyRotationPolicy(
             maxEncryptions: UInt64(configuration.dek.maxEncryptions), maxAge: .seconds(Int64(configuration.dek.maxAgeSeconds)))
         else {

@@ -53,7 +53,7 @@ struct Check: ParsableCommand {
                     : "no such file; pass the sidecar's configuration as --config FILE")
         }
         do {
-            return try VeilConfiguration.parse(yaml: String(decoding: data, as: UTF8.self))
+            return try VeilConfiguration.parse(yaml: String(decoding: data, as: UTF8.self), environment: ProcessInfo.processInfo.environment)
         } catch {
             throw CommandFailure(error.description)
         }

@@ -7,7 +7,7 @@ import VeilProxy
 import VeilSASL
 
 /// The configuration file and flags, turned into what the proxy runs with.
-struct LoadedConfiguration {
+struct LoadedConfiguration: Sendable {
     var configuration: VeilConfiguration
     var settings: ProxySettings
     var filters: ExchangeFilters
@@ -16,14 +16,21 @@ struct LoadedConfiguration {
     var gateway: GatewayAuthentication?
     /// Present when topic policies are configured (sidecar mode): for the counts logged at shutdown.
     var encryption: (filter: RecordEncryption, kms: CountingKMS)?
+    /// The KMSes every filter uses, when topic policies are configured: readiness asks it for outages.
+    var kms: CountingKMS?
+
+    /// Parses the file only, without loading keyrings: for settings needed before logging starts.
+    static func parse(path: String) throws -> VeilConfiguration {
+        guard let data = FileManager.default.contents(atPath: path) else {
+            throw ConfigurationError(path: path, problem: "cannot read the file")
+        }
+        return try VeilConfiguration.parse(yaml: String(decoding: data, as: UTF8.self), environment: ProcessInfo.processInfo.environment)
+    }
 
     static func load(path: String?, listen: String?, upstream: String?, logger: Logger) throws -> LoadedConfiguration {
         var configuration: VeilConfiguration
         if let path {
-            guard let data = FileManager.default.contents(atPath: path) else {
-                throw ConfigurationError(path: path, problem: "cannot read the file")
-            }
-            configuration = try VeilConfiguration.parse(yaml: String(decoding: data, as: UTF8.self))
+            configuration = try parse(path: path)
         } else {
             guard let upstream else {
                 throw ConfigurationError(path: "--config", problem: "give a configuration file, or at least --upstream HOST:PORT")
@@ -39,6 +46,7 @@ struct LoadedConfiguration {
             maxFrameBytes: configuration.maxFrameBytes)
         var loaded = LoadedConfiguration(configuration: configuration, settings: settings, filters: .passThrough)
         let kms = configuration.topics.isEmpty ? nil : CountingKMS(try KMSSet.registry(for: configuration, logger: logger))
+        loaded.kms = kms
         if let gateway = configuration.gateway {
             // One record filter per identity: same topic policies and KMSes, its own grants.
             var filters: [String: ExchangeFilters] = [:]

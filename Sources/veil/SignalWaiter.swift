@@ -10,22 +10,33 @@ enum SignalWaiter {
         SignalSources.installHandler(handler)
     }
 
-    static func waitForTermination() async {
-        await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
-            let box = SignalSources(continuation)
-            box.install()
+    /// Every arrival of one of `signals`, in order, for as long as the stream is iterated.
+    static func stream(_ signals: [Int32]) -> AsyncStream<Int32> {
+        AsyncStream { continuation in
+            let queue = DispatchQueue(label: "veil.signals.stream")
+            var sources: [DispatchSourceSignal] = []
+            for sig in signals {
+                signal(sig, SIG_IGN)
+                let source = DispatchSource.makeSignalSource(signal: sig, queue: queue)
+                source.setEventHandler { continuation.yield(sig) }
+                source.resume()
+                sources.append(source)
+            }
+            let kept = SourceList(sources)
+            continuation.onTermination = { _ in kept.cancel() }
         }
     }
 }
 
-/// Keeps the dispatch signal sources alive and resumes the waiter exactly once.
-private final class SignalSources: @unchecked Sendable {
-    private var sources: [DispatchSourceSignal] = []
-    private var continuation: CheckedContinuation<Void, Never>?
-    private let queue = DispatchQueue(label: "veil.signals")
+/// Keeps signal sources alive until the stream that owns them ends.
+private final class SourceList: @unchecked Sendable {
+    private let sources: [DispatchSourceSignal]
+    init(_ sources: [DispatchSourceSignal]) { self.sources = sources }
+    func cancel() { for s in sources { s.cancel() } }
+}
 
-    init(_ continuation: CheckedContinuation<Void, Never>) { self.continuation = continuation }
-
+/// Keeps the dispatch signal sources of ``SignalWaiter/onTermination(_:)`` alive.
+private enum SignalSources {
     /// Kept for the life of the process; touched only while installing.
     nonisolated(unsafe) private static var handlerSources: [DispatchSourceSignal] = []
 
@@ -37,22 +48,6 @@ private final class SignalSources: @unchecked Sendable {
             source.setEventHandler(handler: handler)
             source.resume()
             handlerSources.append(source)
-        }
-    }
-
-    func install() {
-        queue.sync {
-            for sig in [SIGINT, SIGTERM] {
-                signal(sig, SIG_IGN)
-                let source = DispatchSource.makeSignalSource(signal: sig, queue: queue)
-                source.setEventHandler { [self] in
-                    continuation?.resume()
-                    continuation = nil
-                    for s in sources { s.cancel() }
-                }
-                source.resume()
-                sources.append(source)
-            }
         }
     }
 }

@@ -33,7 +33,7 @@ import Testing
         // Required and unknown keys
         ("upstream: b:1", "identity: required (line 1)"),
         ("identity: a", "upstream: required (line 1)"),
-        ("identity: a\nupstream: b:1\nlisten_on: x", "listen_on: unknown key 'listen_on' (expected one of identity, listen, upstream, broker_ports, advertised_host, max_frame_bytes, kms, grants, dek, topics, listener, gateway) (line 3)"),
+        ("identity: a\nupstream: b:1\nlisten_on: x", "listen_on: unknown key 'listen_on' (expected one of identity, listen, upstream, broker_ports, advertised_host, max_frame_bytes, kms, grants, dek, topics, listener, gateway, admin, logging, shutdown) (line 3)"),
         ("identity: a\nupstream: { bootstrap: [b:1], tsl: true }", "upstream.tsl: unknown key 'tsl' (expected one of bootstrap, tls, sasl) (line 2)"),
         // Types
         ("identity: [a]\nupstream: b:1", "identity: expected a string, got a list (line 1)"),

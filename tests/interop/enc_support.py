@@ -340,6 +340,14 @@ class EncEnv:
         self.keyrings[name] = path
         return path
 
+    def create_department_keyrings(self):
+        """The scenario's keyrings: each department's key is created in the owner's keyring for that
+        KMS (owner-finance, owner-sales) and granted to its consumer (finance, sales)."""
+        self.create_keyring("owner-finance", "owner", "department-key")
+        self.create_keyring("owner-sales", "owner", "department-key")
+        self.grant_keyring("owner-finance", "finance", "finance-consumer", "department-key")
+        self.grant_keyring("owner-sales", "sales", "sales-consumer", "department-key")
+
     # ---- sidecars
     def start_sidecar(self, name: str, config: dict) -> Sidecar:
         binary = veil_binary()

@@ -95,11 +95,7 @@ class Env(EncEnv):
 
     def setup(self):
         self.start_broker()
-        # Each department's key is created in the owner's keyring for that KMS and granted to its consumer.
-        self.create_keyring("owner-finance", "owner", "department-key")
-        self.create_keyring("owner-sales", "owner", "department-key")
-        self.grant_keyring("owner-finance", "finance", "finance-consumer", "department-key")
-        self.grant_keyring("owner-sales", "sales", "sales-consumer", "department-key")
+        self.create_department_keyrings()
         self.kek = {d: keyring_material(self.keyrings[d], "department-key") for d in ("finance", "sales")}
         assert self.kek["finance"] == keyring_material(self.keyrings["owner-finance"], "department-key")
         assert self.kek["finance"] != self.kek["sales"]
