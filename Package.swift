@@ -91,10 +91,14 @@ let package = Package(
                 .product(name: "Logging", package: "swift-log"),
             ],
             swiftSettings: strict),
+        .target(
+            name: "VeilGovernance",
+            dependencies: ["COpenSSL", "Yams", "VeilConfig", "VeilKMS", "VeilJSON"],
+            swiftSettings: strict),
         .executableTarget(
             name: "veil",
             dependencies: [
-                "VeilProxy", "VeilDemo", "VeilAWSKMS", "VeilSASL",
+                "VeilProxy", "VeilGovernance", "VeilDemo", "VeilAWSKMS", "VeilSASL",
                 .product(name: "AsyncHTTPClient", package: "async-http-client"), "VeilConfig", "VeilKMS", "VeilEnvelope",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
@@ -153,5 +157,8 @@ let package = Package(
             swiftSettings: strict),
         .testTarget(name: "VeilJSONTests", dependencies: ["VeilJSON"], swiftSettings: strict),
         .testTarget(name: "VeilConfigTests", dependencies: ["VeilConfig"], swiftSettings: strict),
+        .testTarget(
+            name: "VeilGovernanceTests", dependencies: ["VeilGovernance", "VeilConfig", "VeilKMS", "Yams"],
+            swiftSettings: strict),
     ]
 )

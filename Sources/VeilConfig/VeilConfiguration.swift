@@ -155,18 +155,7 @@ public struct VeilConfiguration: Sendable {
 extension VeilConfiguration {
     /// Parses and validates a YAML configuration.
     public static func parse(yaml: String) throws(ConfigurationError) -> VeilConfiguration {
-        let root: Node
-        do {
-            guard let document = try Yams.compose(yaml: yaml) else {
-                throw ConfigurationError(path: "", problem: "the configuration is empty; identity and upstream are required")
-            }
-            root = document
-        } catch let error as ConfigurationError {
-            throw error
-        } catch {
-            throw ConfigurationError(path: "", problem: "invalid YAML: \(error)")
-        }
-        return try self.parse(ConfigNode(node: root, path: ""))
+        try self.parse(ConfigNode.root(yaml: yaml, emptyProblem: "the configuration is empty; identity and upstream are required"))
     }
 
     private static func parse(_ root: ConfigNode) throws(ConfigurationError) -> VeilConfiguration {

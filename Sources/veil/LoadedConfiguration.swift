@@ -2,6 +2,7 @@ import Foundation
 import Logging
 import NIOSSL
 import VeilConfig
+import VeilGovernance
 import VeilKMS
 import VeilProxy
 import VeilSASL
@@ -16,17 +17,37 @@ struct LoadedConfiguration {
     var gateway: GatewayAuthentication?
     /// Present when topic policies are configured (sidecar mode): for the counts logged at shutdown.
     var encryption: (filter: RecordEncryption, kms: CountingKMS)?
+    /// The decrypt audit trail, when `--audit-log` names one.
+    var audit: AuditTrail?
 
-    static func load(path: String?, listen: String?, upstream: String?, logger: Logger) throws -> LoadedConfiguration {
+    /// - Parameters:
+    ///   - trustedKey: a governance public key file; the configuration must then carry a valid
+    ///     signature by it (`FILE.sig`), checked on the very bytes that are parsed.
+    ///   - auditLog: where decrypt outcomes are appended as JSON lines.
+    static func load(
+        path: String?, listen: String?, upstream: String?, logger: Logger, trustedKey: String? = nil, auditLog: String? = nil
+    ) throws -> LoadedConfiguration {
         var configuration: VeilConfiguration
         if let path {
             guard let data = FileManager.default.contents(atPath: path) else {
                 throw ConfigurationError(path: path, problem: "cannot read the file")
             }
+            if let trustedKey {
+                let signature = FileManager.default.contents(atPath: GovernanceSignature.signaturePath(for: path)).map { String(decoding: $0, as: UTF8.self) }
+                do {
+                    try GovernanceSignature.verify(
+                        Array(data), path: path, signature: signature, trustedKey: try GovernanceSignature.loadPublicKey(trustedKey))
+                } catch {
+                    throw ConfigurationError(path: path, problem: "refused, a configuration signed by the governance key is required: \(error)")
+                }
+            }
             configuration = try VeilConfiguration.parse(yaml: String(decoding: data, as: UTF8.self))
         } else {
             guard let upstream else {
                 throw ConfigurationError(path: "--config", problem: "give a configuration file, or at least --upstream HOST:PORT")
+            }
+            if trustedKey != nil {
+                throw ConfigurationError(path: "--governance-key", problem: "requires --config: only a configuration file can be signed")
             }
             configuration = try VeilConfiguration(identity: "veil", upstream: UpstreamConfiguration(bootstrap: [HostPort(parsing: upstream)]))
         }
@@ -38,6 +59,13 @@ struct LoadedConfiguration {
             advertisedHost: configuration.advertisedHost, brokerPorts: configuration.brokerPorts.ports,
             maxFrameBytes: configuration.maxFrameBytes)
         var loaded = LoadedConfiguration(configuration: configuration, settings: settings, filters: .passThrough)
+        if let auditLog {
+            do {
+                loaded.audit = try AuditTrail(path: auditLog)
+            } catch {
+                throw ConfigurationError(path: "--audit-log", problem: "\(error)")
+            }
+        }
         let kms = configuration.topics.isEmpty ? nil : CountingKMS(try KMSSet.registry(for: configuration, logger: logger))
         if let gateway = configuration.gateway {
             // One record filter per identity: same topic policies and KMSes, its own grants.
@@ -45,7 +73,8 @@ struct LoadedConfiguration {
             for (name, identity) in gateway.identities {
                 let acting = configuration.acting(as: identity)
                 if let kms {
-                    filters[name] = ExchangeFilters(records: try RecordEncryption(configuration: acting, kms: kms, logger: logger))
+                    filters[name] = ExchangeFilters(
+                        records: try RecordEncryption(configuration: acting, kms: kms, logger: logger, audit: loaded.audit?.sink(identity: acting.identity)))
                 } else {
                     filters[name] = .passThrough
                 }
@@ -64,7 +93,8 @@ struct LoadedConfiguration {
             }
             loaded.gateway = GatewayAuthentication(configuration: gateway, users: users, filters: filters)
         } else if let kms {
-            let filter = try RecordEncryption(configuration: configuration, kms: kms, logger: logger)
+            let filter = try RecordEncryption(
+                configuration: configuration, kms: kms, logger: logger, audit: loaded.audit?.sink(identity: configuration.identity))
             loaded.filters = ExchangeFilters(records: filter)
             loaded.encryption = (filter, kms)
         }

@@ -17,6 +17,12 @@ struct Run: AsyncParsableCommand {
     @Option(name: .long, help: "Upstream bootstrap broker HOST:PORT (overrides the file).")
     var upstream: String?
 
+    @Option(name: .long, help: "Require the configuration to be signed by this governance public key (FILE.sig beside it); refuse it otherwise.")
+    var governanceKey: String?
+
+    @Option(name: .long, help: "Append the decrypt audit trail (first decrypts and denials, JSON lines) to this file.")
+    var auditLog: String?
+
     @Option(name: .long, help: "Log level: trace, debug, info, notice, warning, error.")
     var logLevel: String = "info"
 
@@ -28,13 +34,16 @@ struct Run: AsyncParsableCommand {
         let logger = Logger(label: "veil")
         let loaded: LoadedConfiguration
         do {
-            loaded = try LoadedConfiguration.load(path: config, listen: listen, upstream: upstream, logger: logger)
+            loaded = try LoadedConfiguration.load(
+                path: config, listen: listen, upstream: upstream, logger: logger, trustedKey: governanceKey, auditLog: auditLog)
         } catch {
             logger.critical("invalid configuration: \(error)")
             throw ExitCode(2)
         }
         let group = MultiThreadedEventLoopGroup(numberOfThreads: System.coreCount)
         for line in loaded.securitySummary { logger.info("\(line)") }
+        if let governanceKey, let config { logger.info("configuration \(config) verified: signed by the governance key in \(governanceKey)") }
+        if let audit = loaded.audit { logger.info("decrypt audit trail: \(audit.path)") }
         let server = ProxyServer(
             settings: loaded.settings, group: group, logger: logger, filters: loaded.filters, security: loaded.security,
             listenerTLS: loaded.listenerTLS, gateway: loaded.gateway)
@@ -46,7 +55,8 @@ struct Run: AsyncParsableCommand {
         }
         await SignalWaiter.waitForTermination()
         if let (filter, kms) = loaded.encryption {
-            let records = filter.counters.summary.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }.joined(separator: " ")
+            let counts = filter.counters.summary.merging(loaded.audit?.summary ?? [:]) { first, _ in first }
+            let records = counts.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }.joined(separator: " ")
             logger.info("records: \(records); KMS calls: generate=\(kms.counts.generateDataKey) unwrap=\(kms.counts.unwrap)")
         }
         logger.info("shutting down")
