@@ -52,6 +52,19 @@ public enum KeyringFile {
         return true
     }
 
+    /// Removes key `keyId` from the keyring at `path` (crypto-shredding): the file is replaced
+    /// by one without the key, so every DEK wrapped under it becomes unwrappable for whoever
+    /// loads this keyring from then on.
+    /// - Returns: false if the keyring did not hold the key.
+    @discardableResult
+    public static func destroyKey(_ keyId: String, in path: String) throws(KeyringError) -> Bool {
+        var document = try load(path)
+        guard document.entry(keyId) != nil else { return false }
+        document.keys.removeAll { $0.id == keyId }
+        try SecureFile.writeAtomically(document.encode(), to: path, exclusive: false)
+        return true
+    }
+
     /// The identity and key ids (sorted) in the keyring at `path`.
     public static func list(_ path: String) throws(KeyringError) -> (identity: String, keyIds: [String]) {
         let document = try load(path)

@@ -241,6 +241,31 @@ def test_audit_trail_records_first_decrypts_and_denials_without_secrets(gov):
     assert re.search(r"finance-consumer gov-audit: 6 records, partitions 0, .*: no grant for sales/department-key", summary), summary
 
 
+def test_destroying_a_key_shreds_its_records_for_every_identity(gov):
+    produce_through_owner(gov, "gov-shred", records("shred", 10))
+    assert departments(consume_to_end("confluent", gov.bootstrap("finance-consumer"), "gov-shred", [0])) == ["finance"] * 5
+    kek = keyring_material(gov.env.keyrings["finance"], "department-key")
+    holders = [gov.env.keyrings["finance"]] + sorted((gov.dir / "keyrings").glob("*.finance.keyring"))
+    out = veil("keys", "destroy", *[a for p in holders for a in ("--keyring", str(p))], "--key", "department-key",
+               "--confirm", "department-key").stdout
+    assert f"destroyed in {len(holders)} of {len(holders)} keyrings" in out
+    for path in gov.dir.rglob("*.keyring"):
+        assert base64.b64encode(kek).decode() not in path.read_text(), path
+    # Sidecars load keyrings at start-up: the finance consumer's restart is when shredding reaches it.
+    proc = gov.procs["finance-consumer"]
+    gov.env.stop_sidecar(type("S", (), {"proc": proc})())
+    gov.start("finance-consumer")
+    for topic in ("gov-shred", "gov-before"):
+        assert departments(consume_to_end("confluent", gov.bootstrap("finance-consumer"), topic, [0])) == []
+    # Another department's key is untouched.
+    assert departments(consume_to_end("confluent", gov.bootstrap("sales-consumer"), "gov-shred", [0])) == ["sales"] * 5
+    lines = [json.loads(l) for l in gov.audit("finance-consumer").read_text().splitlines()]
+    shredded = [l for l in lines if l["event"] == "denied" and l["topic"] == "gov-shred" and l["key"] == "finance/department-key"]
+    assert sorted(l["first_offset"] for l in shredded) == [0, 2, 4, 6, 8]
+    assert all(l["reason"].startswith("KMS refused the data key:") and "holds no grant for key 'department-key'" in l["reason"]
+               for l in shredded), shredded
+
+
 def test_audit_counts_match_the_sidecar_metrics(gov):
     # Runs last in the module: stops the sales consumer to read its shutdown counts.
     lines = [json.loads(l) for l in gov.audit("sales-consumer").read_text().splitlines()]
@@ -371,7 +396,7 @@ def png_pixels_vary(png: bytes) -> bool:
         pos += 12 + length
     raw = zlib.decompress(idat)
     assert width > 0 and len(raw) > width
-    return len(set(raw[1:4096])) > 8
+    return len(set(raw)) > 8
 
 
 def test_matrix_page_renders_in_headless_chromium(tmp_path):
