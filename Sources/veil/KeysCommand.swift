@@ -18,7 +18,7 @@ struct Keys: ParsableCommand {
             A keyring file holds the key-encryption keys granted to one identity. Files are written \
             with mode 0600 and refused when group or others can read them. Key material is never printed.
             """,
-        subcommands: [CreateKey.self, GrantKey.self, ListKeys.self, DestroyKey.self])
+        subcommands: [CreateKey.self, GrantKey.self, ListKeys.self, RotateKey.self, DestroyKey.self])
 }
 
 /// `veil keys create`: a new random 256-bit key in a keyring, creating the keyring if needed.
@@ -131,9 +131,43 @@ struct ListKeys: ParsableCommand {
             Console.out("keyring: \(self.keyring)")
             Console.out("identity: \(contents.identity)")
             Console.out("keys: \(contents.keyIds.count)")
-            for keyId in contents.keyIds { Console.out("  \(keyId)") }
+            let versions = (try? KeyringFile.versions(keyring)) ?? [:]
+            for keyId in contents.keyIds {
+                let latest = versions[keyId]?.last ?? 1
+                Console.out(latest > 1 ? "  \(keyId) (version \(latest))" : "  \(keyId)")
+            }
         } catch {
             Console.error("error: \(error)")
+            throw ExitCode.failure
+        }
+    }
+}
+
+/// `veil keys rotate`: a new version of a key; records sealed from then on use it, older
+/// records stay readable through the older versions kept beside it.
+struct RotateKey: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "rotate",
+        abstract: "Add a new version of a key: new records use it, older records stay readable.",
+        discussion: """
+            Then grant the key again to every keyring that holds it (`veil keys grant`, or \
+            `veil policy render --keyring-dir`), which copies the new version, and restart the sidecars: \
+            they load keyrings at start-up.
+            """)
+
+    @Option(name: .long, help: "The keyring that owns the key.")
+    var keyring: String
+
+    @Option(name: .customLong("key"), help: "The id of the key to rotate.")
+    var keyId: String
+
+    func run() throws {
+        do {
+            let version = try KeyringFile.rotateKey(keyId, in: keyring)
+            Console.out("rotated key '\(keyId)' in keyring \(keyring): new data keys are wrapped under version \(version); "
+                        + (version == 2 ? "version 1 stays" : "versions 1-\(version - 1) stay") + " for older records")
+        } catch {
+            Console.error("error: \(CommandFailure(error))")
             throw ExitCode.failure
         }
     }

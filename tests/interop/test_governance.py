@@ -7,7 +7,9 @@ plus an `auditor` whose finance decrypt grant expires mid-run, goes through
 processes run the rendered, signed configurations (`--governance-key`, `--audit-log`) in front
 of a Tansu broker, and confluent-kafka produces and consumes through them.
 
-Also here: a tampered or unsigned configuration is refused; the audit trail has no
+Later in the module the sales key is rotated (old records stay readable, new ones use
+version 2) and the finance key is destroyed (crypto-shredding). Also here: a tampered or
+unsigned configuration is refused; the audit trail has no
 plaintext or key material and its counts match the sidecar's; `veil policy iam` output is
 checked by parliament (AWS IAM policy linter from PyPI); the `--html` matrix is rendered by
 headless Chromium and screenshotted.
@@ -31,7 +33,7 @@ import pytest
 
 from clients import ConfluentClient, Rec
 from conftest import Proc, free_port, free_port_block, veil_binary, wait_for_port
-from enc_support import END_KEY, EncEnv, consume_to_end, keyring_material, produce
+from enc_support import END_KEY, EncEnv, consume_to_end, keyring_material, parse_envelope, produce, raw_fetch
 
 MARKER = "plaintext-marker-7f3a"  # in every record value; must never appear in an audit trail
 EXPIRY_DELAY_S = 40  # the auditor's grant lapses this long after the catalog is written
@@ -241,6 +243,53 @@ def test_audit_trail_records_first_decrypts_and_denials_without_secrets(gov):
     assert re.search(r"finance-consumer gov-audit: 6 records, partitions 0, .*: no grant for sales/department-key", summary), summary
 
 
+def test_audit_counts_match_the_sidecar_metrics(gov):
+    # Runs last in the module: stops the sales consumer to read its shutdown counts.
+    lines = [json.loads(l) for l in gov.audit("sales-consumer").read_text().splitlines()]
+    proc = gov.procs["sales-consumer"]
+    gov.env.stop_sidecar(type("S", (), {"proc": proc})())
+    log = proc.log_path.read_text()
+    counts = dict(re.findall(r"(\w+)=(\d+)", log.split("records: ")[-1].split(";")[0]))
+    denied_in_trail = sum(l["records"] for l in lines if l["event"] == "denied")
+    assert denied_in_trail > 0
+    assert int(counts["audit_denied_records"]) == denied_in_trail == int(counts["denied"])
+    assert int(counts["audit_first_decrypts"]) == sum(1 for l in lines if l["event"] == "first_decrypt")
+
+
+def test_rotation_new_records_use_the_new_version_and_old_ones_stay_readable(gov):
+    # Runs after the counts test stopped the sales consumer; it restarts it with the rotated key.
+    produce_through_owner(gov, "gov-rot-old", records("rot-old", 6))
+    out = veil("keys", "rotate", "--keyring", str(gov.env.keyrings["sales"]), "--key", "department-key").stdout
+    assert "new data keys are wrapped under version 2" in out
+    # Governance renders and signs again (the applications' keyrings get version 2 too); the
+    # sidecars load keyrings at start-up, so the owner restarts.
+    for app in ("owner", "sales-consumer"):
+        veil("policy", "render", str(gov.catalog), "--app", app, "--out", str(gov.config(app)),
+             "--keyring-dir", str(gov.dir / "keyrings"))
+        veil("policy", "sign", str(gov.config(app)), "--key", str(gov.dir / "gov.key"))
+    held = json.loads((gov.dir / "keyrings" / "sales-consumer.sales.keyring").read_text())["keys"]
+    assert sorted(k.get("version", 1) for k in held) == [1, 2]
+    gov.env.stop_sidecar(type("S", (), {"proc": gov.procs["owner"]})())
+    gov.start("owner")
+    gov.start("sales-consumer")
+    produce_through_owner(gov, "gov-rot-new", records("rot-new", 6))
+
+    def wrapped_prefixes(topic):
+        log = raw_fetch(gov.env.broker_port, topic, 0)
+        envs = [parse_envelope(r.value) for r in log.records if r.value is not None]
+        return {(e.kms, e.wrapped[:5] if e.wrapped[0] == 2 else e.wrapped[:1]) for e in envs}
+
+    # Stored envelopes: before the rotation everything under version 1 (format 1); after it
+    # sales data keys are wrapped under version 2, finance (not rotated) still version 1.
+    assert wrapped_prefixes("gov-rot-old") == {("finance", b"\x01"), ("sales", b"\x01")}
+    assert wrapped_prefixes("gov-rot-new") == {("finance", b"\x01"), ("sales", b"\x02\x00\x00\x00\x02")}
+    for topic in ("gov-rot-old", "gov-rot-new"):
+        got = consume_to_end("confluent", gov.bootstrap("sales-consumer"), topic, [0])
+        assert departments(got) == ["sales"] * 3
+        assert all(MARKER in r.value.decode() for r in got if r.value is not None)
+        assert departments(consume_to_end("confluent", gov.bootstrap("finance-consumer"), topic, [0])) == ["finance"] * 3
+
+
 def test_destroying_a_key_shreds_its_records_for_every_identity(gov):
     produce_through_owner(gov, "gov-shred", records("shred", 10))
     assert departments(consume_to_end("confluent", gov.bootstrap("finance-consumer"), "gov-shred", [0])) == ["finance"] * 5
@@ -264,19 +313,6 @@ def test_destroying_a_key_shreds_its_records_for_every_identity(gov):
     assert sorted(l["first_offset"] for l in shredded) == [0, 2, 4, 6, 8]
     assert all(l["reason"].startswith("KMS refused the data key:") and "holds no grant for key 'department-key'" in l["reason"]
                for l in shredded), shredded
-
-
-def test_audit_counts_match_the_sidecar_metrics(gov):
-    # Runs last in the module: stops the sales consumer to read its shutdown counts.
-    lines = [json.loads(l) for l in gov.audit("sales-consumer").read_text().splitlines()]
-    proc = gov.procs["sales-consumer"]
-    gov.env.stop_sidecar(type("S", (), {"proc": proc})())
-    log = proc.log_path.read_text()
-    counts = dict(re.findall(r"(\w+)=(\d+)", log.split("records: ")[-1].split(";")[0]))
-    denied_in_trail = sum(l["records"] for l in lines if l["event"] == "denied")
-    assert denied_in_trail > 0
-    assert int(counts["audit_denied_records"]) == denied_in_trail == int(counts["denied"])
-    assert int(counts["audit_first_decrypts"]) == sum(1 for l in lines if l["event"] == "first_decrypt")
 
 
 @pytest.mark.parametrize("damage", ["altered", "unsigned", "foreign"])
