@@ -110,10 +110,14 @@ let package = Package(
                 .product(name: "Logging", package: "swift-log"),
             ],
             swiftSettings: strict),
+        .target(
+            name: "VeilGovernance",
+            dependencies: ["COpenSSL", "Yams", "VeilConfig", "VeilKMS", "VeilJSON"],
+            swiftSettings: strict),
         .executableTarget(
             name: "veil",
             dependencies: [
-                "VeilProxy", "VeilDemo", "VeilAWSKMS", "VeilSASL", "VeilAdmin", "VeilJSON",
+                "VeilProxy", "VeilGovernance", "VeilDemo", "VeilAWSKMS", "VeilSASL", "VeilAdmin", "VeilJSON",
                 .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),
                 .product(name: "Metrics", package: "swift-metrics"),
@@ -176,5 +180,8 @@ let package = Package(
             swiftSettings: strict),
         .testTarget(name: "VeilJSONTests", dependencies: ["VeilJSON"], swiftSettings: strict),
         .testTarget(name: "VeilConfigTests", dependencies: ["VeilConfig"], swiftSettings: strict),
+        .testTarget(
+            name: "VeilGovernanceTests", dependencies: ["VeilGovernance", "VeilConfig", "VeilKMS", "Yams"],
+            swiftSettings: strict),
     ]
 )

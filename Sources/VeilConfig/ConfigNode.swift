@@ -4,18 +4,23 @@ import Yams
 ///
 /// Parsing goes through this type only; it turns Yams' loosely typed tree into typed values or a
 /// ``ConfigurationError`` naming the path, the expectation and the line.
-struct ConfigNode {
-    let node: Node
-    let path: String
+package struct ConfigNode {
+    package let node: Node
+    package let path: String
 
-    var line: Int? { self.node.mark?.line }
+    package init(node: Node, path: String) {
+        self.node = node
+        self.path = path
+    }
 
-    func error(_ problem: String) -> ConfigurationError {
+    package var line: Int? { self.node.mark?.line }
+
+    package func error(_ problem: String) -> ConfigurationError {
         ConfigurationError(path: self.path, problem: problem, line: self.line)
     }
 
     /// Re-throws a path-less parse error (from `HostPort(parsing:)` etc.) at this node.
-    func located<T>(_ body: () throws(ConfigurationError) -> T) throws(ConfigurationError) -> T {
+    package func located<T>(_ body: () throws(ConfigurationError) -> T) throws(ConfigurationError) -> T {
         do {
             return try body()
         } catch {
@@ -23,7 +28,7 @@ struct ConfigNode {
         }
     }
 
-    var kind: String {
+    package var kind: String {
         switch self.node {
         case .scalar: self.isNull ? "null" : "a scalar"
         case .mapping: "a mapping"
@@ -32,33 +37,33 @@ struct ConfigNode {
         }
     }
 
-    var isNull: Bool {
+    package var isNull: Bool {
         if case .scalar(let scalar) = self.node { return self.node.tag.rawValue == Tag.Name.null.rawValue }
         return false
     }
 
-    var isSequence: Bool {
+    package var isSequence: Bool {
         if case .sequence = self.node { return true }
         return false
     }
 
-    var isMapping: Bool {
+    package var isMapping: Bool {
         if case .mapping = self.node { return true }
         return false
     }
 
-    func string() throws(ConfigurationError) -> String {
+    package func string() throws(ConfigurationError) -> String {
         guard case .scalar(let scalar) = self.node, !self.isNull else { throw self.error("expected a string, got \(self.kind)") }
         return scalar.string
     }
 
-    func nonEmptyString() throws(ConfigurationError) -> String {
+    package func nonEmptyString() throws(ConfigurationError) -> String {
         let value = try self.string()
         guard !value.isEmpty else { throw self.error("must not be empty") }
         return value
     }
 
-    func int(in range: ClosedRange<Int>) throws(ConfigurationError) -> Int {
+    package func int(in range: ClosedRange<Int>) throws(ConfigurationError) -> Int {
         guard case .scalar(let scalar) = self.node, self.node.tag.rawValue == Tag.Name.int.rawValue, let value = self.node.int else {
             throw self.error("expected an integer, got \(self.describeValue)")
         }
@@ -68,7 +73,7 @@ struct ConfigNode {
         return value
     }
 
-    func bool() throws(ConfigurationError) -> Bool {
+    package func bool() throws(ConfigurationError) -> Bool {
         guard case .scalar(let scalar) = self.node, self.node.tag.rawValue == Tag.Name.bool.rawValue, let value = self.node.bool else {
             throw self.error("expected true or false, got \(self.describeValue)")
         }
@@ -76,7 +81,7 @@ struct ConfigNode {
     }
 
     /// One of a fixed set of words, e.g. `on_denied: drop`.
-    func choice<T>(_ options: KeyValuePairs<String, T>) throws(ConfigurationError) -> T {
+    package func choice<T>(_ options: KeyValuePairs<String, T>) throws(ConfigurationError) -> T {
         let names = options.map(\.key).joined(separator: ", ")
         guard case .scalar(let scalar) = self.node, !self.isNull else {
             throw self.error("expected one of \(names), got \(self.kind)")
@@ -87,13 +92,13 @@ struct ConfigNode {
         return match.value
     }
 
-    func list() throws(ConfigurationError) -> [ConfigNode] {
+    package func list() throws(ConfigurationError) -> [ConfigNode] {
         guard case .sequence(let sequence) = self.node else { throw self.error("expected a list, got \(self.kind)") }
         return sequence.enumerated().map { ConfigNode(node: $1, path: "\(self.path)[\($0)]") }
     }
 
     /// The node as a mapping whose keys must all be in `allowed`, so typos are caught rather than ignored.
-    func mapping(allowed: [String]) throws(ConfigurationError) -> ConfigMapping {
+    package func mapping(allowed: [String]) throws(ConfigurationError) -> ConfigMapping {
         try self.mapping { key throws(ConfigurationError) in
             guard allowed.contains(key.value) else {
                 throw key.node.error("unknown key '\(key.value)' (expected one of \(allowed.joined(separator: ", ")))")
@@ -102,7 +107,7 @@ struct ConfigNode {
     }
 
     /// The node as a mapping with free-form keys (names chosen by the user, like KMS names).
-    func mapping(validatingKey validate: (ConfigMapping.Key) throws(ConfigurationError) -> Void = { _ in })
+    package func mapping(validatingKey validate: (ConfigMapping.Key) throws(ConfigurationError) -> Void = { _ in })
         throws(ConfigurationError) -> ConfigMapping
     {
         guard case .mapping(let mapping) = self.node else { throw self.error("expected a mapping, got \(self.kind)") }
@@ -126,26 +131,44 @@ struct ConfigNode {
 }
 
 /// A YAML mapping whose values are looked up by key, with paths attached.
-struct ConfigMapping {
-    struct Key {
-        let value: String
-        let node: ConfigNode
+package struct ConfigMapping {
+    package struct Key {
+        package let value: String
+        package let node: ConfigNode
     }
 
-    let owner: ConfigNode
-    let entries: [(key: Key, value: ConfigNode)]
+    package let owner: ConfigNode
+    package let entries: [(key: Key, value: ConfigNode)]
 
     /// The value at `key`, or `nil` when the key is absent or explicitly null.
-    subscript(key: String) -> ConfigNode? {
+    package subscript(key: String) -> ConfigNode? {
         guard let entry = self.entries.first(where: { $0.key.value == key }), !entry.value.isNull else { return nil }
         return entry.value
     }
 
-    func required(_ key: String) throws(ConfigurationError) -> ConfigNode {
+    package func required(_ key: String) throws(ConfigurationError) -> ConfigNode {
         guard let value = self[key] else {
             let path = self.owner.path.isEmpty ? key : "\(self.owner.path).\(key)"
             throw ConfigurationError(path: path, problem: "required", line: self.owner.line)
         }
         return value
+    }
+}
+
+extension ConfigNode {
+    /// The root of a YAML document, for parsers of files that share this one's error style.
+    package static func root(yaml: String, emptyProblem: String) throws(ConfigurationError) -> ConfigNode {
+        let root: Node
+        do {
+            guard let document = try Yams.compose(yaml: yaml) else {
+                throw ConfigurationError(path: "", problem: emptyProblem)
+            }
+            root = document
+        } catch let error as ConfigurationError {
+            throw error
+        } catch {
+            throw ConfigurationError(path: "", problem: "invalid YAML: \(error)")
+        }
+        return ConfigNode(node: root, path: "")
     }
 }

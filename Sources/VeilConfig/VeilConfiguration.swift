@@ -162,18 +162,8 @@ extension VeilConfiguration {
     /// Parses and validates a YAML configuration; `${NAME}` in string values is replaced by
     /// `environment[NAME]` (see ``EnvironmentSubstitution``).
     public static func parse(yaml: String, environment: [String: String] = [:]) throws(ConfigurationError) -> VeilConfiguration {
-        let root: Node
-        do {
-            guard let document = try Yams.compose(yaml: yaml) else {
-                throw ConfigurationError(path: "", problem: "the configuration is empty; identity and upstream are required")
-            }
-            root = document
-        } catch let error as ConfigurationError {
-            throw error
-        } catch {
-            throw ConfigurationError(path: "", problem: "invalid YAML: \(error)")
-        }
-        return try self.parse(ConfigNode(node: EnvironmentSubstitution.apply(root, path: "", environment: environment), path: ""))
+        let root = try ConfigNode.root(yaml: yaml, emptyProblem: "the configuration is empty; identity and upstream are required")
+        return try self.parse(ConfigNode(node: EnvironmentSubstitution.apply(root.node, path: "", environment: environment), path: ""))
     }
 
     private static func parse(_ root: ConfigNode) throws(ConfigurationError) -> VeilConfiguration {

@@ -39,23 +39,68 @@ public enum KeyringFile {
         -> Bool
     {
         let from = try load(source)
-        guard let entry = from.entry(keyId) else { throw .keyNotInKeyring(keyId: keyId, path: source) }
+        let versions = from.versions(keyId)
+        guard !versions.isEmpty else { throw .keyNotInKeyring(keyId: keyId, path: source) }
         var to = try load(destination)
-        if let existing = to.entry(keyId) {
-            guard sameMaterial(existing.material, entry.material) else {
-                throw .keyConflict(keyId: keyId, path: destination)
+        // Every version travels, so the recipient reads records under older versions too.
+        var added = false
+        for entry in versions {
+            if let existing = to.versions(keyId).first(where: { $0.version == entry.version }) {
+                guard sameMaterial(existing.material, entry.material) else {
+                    throw .keyConflict(keyId: keyId, path: destination)
+                }
+                continue
             }
-            return false
+            to.keys.append(entry)
+            added = true
         }
-        to.keys.append(entry)
+        guard added else { return false }
         try SecureFile.writeAtomically(to.encode(), to: destination, exclusive: false)
+        return true
+    }
+
+    /// Adds a new random version of key `keyId` to the keyring at `path`. Keyrings loaded from
+    /// then on wrap new data keys under it; older versions stay, so older records stay readable.
+    /// - Returns: the new version.
+    @discardableResult
+    public static func rotateKey(_ keyId: String, in path: String, now: Int64 = currentUnixTime()) throws(KeyringError) -> UInt32 {
+        var document = try load(path)
+        guard let latest = document.versions(keyId).last else { throw .keyNotInKeyring(keyId: keyId, path: path) }
+        let material: SymmetricSecret
+        do {
+            material = try SymmetricSecret(randomByteCount: 32)
+        } catch {
+            throw .io(path: path, operation: "RAND_bytes", errno: 0)
+        }
+        let version = latest.version + 1
+        document.keys.append(KeyringDocument.Entry(id: keyId, material: material, created: now, version: version))
+        try SecureFile.writeAtomically(document.encode(), to: path, exclusive: false)
+        return version
+    }
+
+    /// The versions of each key in the keyring at `path`.
+    public static func versions(_ path: String) throws(KeyringError) -> [String: [UInt32]] {
+        let document = try load(path)
+        return Dictionary(grouping: document.keys, by: \.id).mapValues { $0.map(\.version).sorted() }
+    }
+
+    /// Removes key `keyId`, every version, from the keyring at `path` (crypto-shredding): the file is replaced
+    /// by one without the key, so every DEK wrapped under it becomes unwrappable for whoever
+    /// loads this keyring from then on.
+    /// - Returns: false if the keyring did not hold the key.
+    @discardableResult
+    public static func destroyKey(_ keyId: String, in path: String) throws(KeyringError) -> Bool {
+        var document = try load(path)
+        guard document.entry(keyId) != nil else { return false }
+        document.keys.removeAll { $0.id == keyId }
+        try SecureFile.writeAtomically(document.encode(), to: path, exclusive: false)
         return true
     }
 
     /// The identity and key ids (sorted) in the keyring at `path`.
     public static func list(_ path: String) throws(KeyringError) -> (identity: String, keyIds: [String]) {
         let document = try load(path)
-        return (document.identity, document.keys.map(\.id).sorted())
+        return (document.identity, Set(document.keys.map(\.id)).sorted())
     }
 
     static func load(_ path: String) throws(KeyringError) -> KeyringDocument {

@@ -9,11 +9,11 @@ import Darwin
 /// Reads and writes small secret files: refuses to read a file that group or
 /// others can access, and writes atomically (temporary file, fsync, rename)
 /// with mode 0600 so a crash never leaves a half-written or exposed keyring.
-enum SecureFile {
+package enum SecureFile {
     /// Keyrings are tiny; anything larger is not a keyring.
     static let maximumSize = 16 << 20
 
-    static func readPrivate(_ path: String) throws(KeyringError) -> [UInt8] {
+    package static func readPrivate(_ path: String) throws(KeyringError) -> [UInt8] {
         let fd = open(path, O_RDONLY | O_CLOEXEC)
         guard fd >= 0 else { throw .io(path: path, operation: "open", errno: errno) }
         defer { close(fd) }
@@ -44,7 +44,7 @@ enum SecureFile {
     }
 
     /// Replaces (or, with `exclusive`, creates) `path` atomically with mode 0600.
-    static func writeAtomically(_ bytes: [UInt8], to path: String, exclusive: Bool) throws(KeyringError) {
+    package static func writeAtomically(_ bytes: [UInt8], to path: String, exclusive: Bool) throws(KeyringError) {
         let (directory, name) = split(path)
         let suffix = (try? SecureRandom.bytes(count: 6))?.map { String($0, radix: 16) }.joined() ?? "\(getpid())"
         let temporary = "\(directory)/.\(name).tmp-\(suffix)"

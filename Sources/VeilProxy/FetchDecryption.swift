@@ -18,6 +18,8 @@ struct FetchDecryption {
     let counters: RecordCounters
     let log: OnceLog
     let maxUncompressedBytes: Int
+    /// Told each partition's decrypt outcomes (the audit trail); `nil` costs nothing per record.
+    var audit: (any DecryptAuditSink)? = nil
 
     /// What to do with one record.
     enum Verdict {
@@ -126,8 +128,10 @@ struct FetchDecryption {
             }
             return .keep
         }
-        guard let reference = try? header.keyID.reference(), configuration.grants.allowsDecryption(with: reference) else {
-            return .deny(reason: "no grant")
+        guard let reference = try? header.keyID.reference() else { return .deny(reason: "envelope names no valid key") }
+        guard configuration.grants.allowsDecryption(with: reference) else {
+            // Expiry is checked here, per record, so a grant lapses mid-run without a restart.
+            return .deny(reason: audit == nil ? "no grant" : configuration.grants.decryptionDenial(for: reference) ?? "no grant")
         }
         switch unwrapped.lookup(header.keyID, counting: false) {
         case .hit: break
@@ -146,6 +150,9 @@ struct FetchDecryption {
             var changed = false
             var partitionError = false
             let placeholder = ByteBuffer(string: plan.policy.redactPlaceholder)
+            var trail = audit.map { _ in
+                DecryptAuditRun(topic: plan.topic, partition: response.topics[plan.topicIndex].partitions[plan.partitionIndex].partitionIndex)
+            }
             for (entry, plannedBatch) in plan.entries {
                 guard var batch = plannedBatch?.batch, let verdicts = plannedBatch?.verdicts, let parts = plannedBatch?.parts else {
                     records.writeImmutableBuffer(entry.bytes)
@@ -164,6 +171,7 @@ struct FetchDecryption {
                 var batchChanged = false
                 for (n, (record, verdict)) in zip(batch.records, verdicts).enumerated() {
                     var storedIsPlaintext = false
+                    var denial = (reason: "", key: KeyReference?.none)
                     // Records with individually encrypted parts get them decrypted or denied
                     // after the whole-value decision.
                     func keepRecord(_ record: Record) {
@@ -184,10 +192,20 @@ struct FetchDecryption {
                     case .keep:
                         keepRecord(record)
                         continue
-                    case .deny(_, let plaintext):
+                    case .deny(let reason, let plaintext):
                         storedIsPlaintext = plaintext
+                        denial.reason = reason
                     case .open(let header):
-                        if case .hit(let key) = unwrapped.lookup(header.keyID) {
+                        let lookup = unwrapped.lookup(header.keyID)
+                        if trail != nil {
+                            denial.key = try? header.keyID.reference()
+                            switch lookup {
+                            case .denied(let error): denial.reason = "KMS refused the data key: \(error)"
+                            case .miss: denial.reason = "data key unavailable"
+                            case .hit: denial.reason = "record failed authentication"
+                            }
+                        }
+                        if case .hit(let key) = lookup {
                             let start = plaintext.writerIndex
                             do {
                                 try decryptor.open(record.value!, header: header, key: key, topic: plan.topic,
@@ -196,6 +214,7 @@ struct FetchDecryption {
                                 keepRecord(record)
                                 batchChanged = true
                                 counters.countDecrypted(topic: plan.topic, keyID: header.keyID)
+                                trail?.note(.decrypted, key: denial.key, offset: batch.baseOffset + Int64(record.offsetDelta))
                                 continue
                             } catch {
                                 counters.tampered.add(1, ordering: .relaxed)
@@ -205,6 +224,7 @@ struct FetchDecryption {
                         }
                     }
                     counters.countDenied(topic: plan.topic, value: record.value)
+                    trail?.note(.denied(reason: denial.reason), key: denial.key, offset: batch.baseOffset + Int64(record.offsetDelta))
                     switch plan.policy.onDenied {
                     case .drop:
                         batchChanged = true
@@ -250,6 +270,7 @@ struct FetchDecryption {
                     partitionError = true
                 }
             }
+            if let trail, !trail.events.isEmpty { audit?.record(trail.events) }
             if partitionError {
                 out.topics[plan.topicIndex].partitions[plan.partitionIndex].errorCode = KafkaErrorCode.topicAuthorizationFailed
                 out.topics[plan.topicIndex].partitions[plan.partitionIndex].records = ByteBuffer()

@@ -18,13 +18,16 @@ public final class RecordEncryption: RecordFilter {
     let logger: Logger
     /// Decompressed size limit per batch: the frame limit, as a batch can't be bigger compressed.
     let maxUncompressedBytes: Int
+    /// Where decrypt outcomes go for the audit trail, if anywhere.
+    let audit: (any DecryptAuditSink)?
 
     /// Highest versions that still name topics (v13 of both uses topic ids); policies match names.
     public let versionCaps: [ApiKey: Int16] = [.produce: 12, .fetch: 12]
 
-    public init(configuration: VeilConfiguration, kms: any KeyManagementService, logger: Logger) throws {
+    public init(configuration: VeilConfiguration, kms: any KeyManagementService, logger: Logger, audit: (any DecryptAuditSink)? = nil) throws {
         self.configuration = configuration
         counters = RecordCounters(identity: configuration.identity, knownKMS: Set(configuration.kms.keys))
+        self.audit = audit
         guard let rotation = DataKeyRotationPolicy(
             maxEncryptions: UInt64(configuration.dek.maxEncryptions), maxAge: .seconds(Int64(configuration.dek.maxAgeSeconds)))
         else {
@@ -44,7 +47,7 @@ public final class RecordEncryption: RecordFilter {
 
     private var fetch: FetchDecryption {
         FetchDecryption(configuration: configuration, unwrapped: unwrapped, deterministic: deterministic, counters: counters, log: log,
-                        maxUncompressedBytes: maxUncompressedBytes)
+                        maxUncompressedBytes: maxUncompressedBytes, audit: audit)
     }
 
     public func filterProduce(_ request: ProduceRequest, version: Int16, on loop: EventLoop) -> EventLoopFuture<ProduceDecision> {

@@ -18,7 +18,7 @@ struct Keys: ParsableCommand {
             A keyring file holds the key-encryption keys granted to one identity. Files are written \
             with mode 0600 and refused when group or others can read them. Key material is never printed.
             """,
-        subcommands: [CreateKey.self, GrantKey.self, ListKeys.self])
+        subcommands: [CreateKey.self, GrantKey.self, ListKeys.self, RotateKey.self, DestroyKey.self])
 }
 
 /// `veil keys create`: a new random 256-bit key in a keyring, creating the keyring if needed.
@@ -131,11 +131,94 @@ struct ListKeys: ParsableCommand {
             Console.out("keyring: \(self.keyring)")
             Console.out("identity: \(contents.identity)")
             Console.out("keys: \(contents.keyIds.count)")
-            for keyId in contents.keyIds { Console.out("  \(keyId)") }
+            let versions = (try? KeyringFile.versions(keyring)) ?? [:]
+            for keyId in contents.keyIds {
+                let latest = versions[keyId]?.last ?? 1
+                Console.out(latest > 1 ? "  \(keyId) (version \(latest))" : "  \(keyId)")
+            }
         } catch {
             Console.error("error: \(error)")
             throw ExitCode.failure
         }
+    }
+}
+
+/// `veil keys rotate`: a new version of a key; records sealed from then on use it, older
+/// records stay readable through the older versions kept beside it.
+struct RotateKey: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "rotate",
+        abstract: "Add a new version of a key: new records use it, older records stay readable.",
+        discussion: """
+            Then grant the key again to every keyring that holds it (`veil keys grant`, or \
+            `veil policy render --keyring-dir`), which copies the new version, and restart the sidecars: \
+            they load keyrings at start-up.
+            """)
+
+    @Option(name: .long, help: "The keyring that owns the key.")
+    var keyring: String
+
+    @Option(name: .customLong("key"), help: "The id of the key to rotate.")
+    var keyId: String
+
+    func run() throws {
+        do {
+            let version = try KeyringFile.rotateKey(keyId, in: keyring)
+            Console.out("rotated key '\(keyId)' in keyring \(keyring): new data keys are wrapped under version \(version); "
+                        + (version == 2 ? "version 1 stays" : "versions 1-\(version - 1) stay") + " for older records")
+        } catch {
+            Console.error("error: \(CommandFailure(error))")
+            throw ExitCode.failure
+        }
+    }
+}
+
+/// `veil keys destroy`: crypto-shredding. Removes a key from every keyring named, so the
+/// records encrypted under it can no longer be decrypted by any identity that loads them.
+struct DestroyKey: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "destroy",
+        abstract: "Destroy a key in every keyring given (crypto-shredding: its records become unreadable).",
+        discussion: """
+            Name every keyring that holds the key (the domain's and each application's); a keyring \
+            without it is reported and left alone. Sidecars load keyrings at start-up and keep unwrapped \
+            data keys in memory: restart them for the destruction to reach them. Backups of keyring \
+            files still hold the key; destroy those too.
+            """)
+
+    @Option(name: .long, help: "A keyring that may hold the key (repeat for each).")
+    var keyring: [String]
+
+    @Option(name: .customLong("key"), help: "The id of the key to destroy.")
+    var keyId: String
+
+    @Option(name: .long, help: "The key id again, to confirm that its records are to become unreadable.")
+    var confirm: String
+
+    func run() throws {
+        guard confirm == keyId else {
+            Console.error("error: --confirm must repeat the key id '\(keyId)': destroying a key makes its records unreadable for good")
+            throw ExitCode.failure
+        }
+        guard !keyring.isEmpty else {
+            Console.error("error: name at least one --keyring")
+            throw ExitCode.failure
+        }
+        var destroyed = 0
+        for path in keyring {
+            do {
+                if try KeyringFile.destroyKey(keyId, in: path) {
+                    destroyed += 1
+                    Console.out("destroyed key '\(keyId)' in keyring \(path)")
+                } else {
+                    Console.out("keyring \(path) does not hold key '\(keyId)'; unchanged")
+                }
+            } catch {
+                Console.error("error: \(CommandFailure(error))")
+                throw ExitCode.failure
+            }
+        }
+        Console.out("key '\(keyId)' destroyed in \(destroyed) of \(keyring.count) keyrings")
     }
 }
 

@@ -2,6 +2,7 @@ import Foundation
 import Logging
 import NIOSSL
 import VeilConfig
+import VeilGovernance
 import VeilKMS
 import VeilProxy
 import VeilSASL
@@ -16,24 +17,56 @@ struct LoadedConfiguration: Sendable {
     var gateway: GatewayAuthentication?
     /// Present when topic policies are configured (sidecar mode): for the counts logged at shutdown.
     var encryption: (filter: RecordEncryption, kms: CountingKMS)?
+    /// The decrypt audit trail, when `--audit-log` names one.
+    var audit: AuditTrail?
     /// The KMSes every filter uses, when topic policies are configured: readiness asks it for outages.
     var kms: CountingKMS?
 
-    /// Parses the file only, without loading keyrings: for settings needed before logging starts.
+    /// Parses the file only, without loading keyrings or checking a signature: for settings
+    /// needed before logging starts. ``load(path:listen:upstream:logger:trustedKey:audit:)``
+    /// does the full, checked load.
     static func parse(path: String) throws -> VeilConfiguration {
+        try parse(contents: read(path: path))
+    }
+
+    private static func read(path: String) throws -> Data {
         guard let data = FileManager.default.contents(atPath: path) else {
             throw ConfigurationError(path: path, problem: "cannot read the file")
         }
-        return try VeilConfiguration.parse(yaml: String(decoding: data, as: UTF8.self), environment: ProcessInfo.processInfo.environment)
+        return data
     }
 
-    static func load(path: String?, listen: String?, upstream: String?, logger: Logger) throws -> LoadedConfiguration {
+    private static func parse(contents: Data) throws -> VeilConfiguration {
+        try VeilConfiguration.parse(yaml: String(decoding: contents, as: UTF8.self), environment: ProcessInfo.processInfo.environment)
+    }
+
+    /// - Parameters:
+    ///   - trustedKey: a governance public key file; the configuration must then carry a valid
+    ///     signature by it (`FILE.sig`), checked on the very bytes that are parsed (before
+    ///     `${NAME}` substitution, which only fills in values the signed file asks for).
+    ///   - audit: where decrypt outcomes go; one trail for the process, kept across reloads.
+    static func load(
+        path: String?, listen: String?, upstream: String?, logger: Logger, trustedKey: String? = nil, audit: AuditTrail? = nil
+    ) throws -> LoadedConfiguration {
         var configuration: VeilConfiguration
         if let path {
-            configuration = try parse(path: path)
+            let data = try read(path: path)
+            if let trustedKey {
+                let signature = FileManager.default.contents(atPath: GovernanceSignature.signaturePath(for: path)).map { String(decoding: $0, as: UTF8.self) }
+                do {
+                    try GovernanceSignature.verify(
+                        Array(data), path: path, signature: signature, trustedKey: try GovernanceSignature.loadPublicKey(trustedKey))
+                } catch {
+                    throw ConfigurationError(path: path, problem: "refused, a configuration signed by the governance key is required: \(error)")
+                }
+            }
+            configuration = try parse(contents: data)
         } else {
             guard let upstream else {
                 throw ConfigurationError(path: "--config", problem: "give a configuration file, or at least --upstream HOST:PORT")
+            }
+            if trustedKey != nil {
+                throw ConfigurationError(path: "--governance-key", problem: "requires --config: only a configuration file can be signed")
             }
             configuration = try VeilConfiguration(identity: "veil", upstream: UpstreamConfiguration(bootstrap: [HostPort(parsing: upstream)]))
         }
@@ -45,6 +78,7 @@ struct LoadedConfiguration: Sendable {
             advertisedHost: configuration.advertisedHost, brokerPorts: configuration.brokerPorts.ports,
             maxFrameBytes: configuration.maxFrameBytes)
         var loaded = LoadedConfiguration(configuration: configuration, settings: settings, filters: .passThrough)
+        loaded.audit = audit
         let kms = configuration.topics.isEmpty ? nil : CountingKMS(try KMSSet.registry(for: configuration, logger: logger))
         loaded.kms = kms
         if let gateway = configuration.gateway {
@@ -53,7 +87,8 @@ struct LoadedConfiguration: Sendable {
             for (name, identity) in gateway.identities {
                 let acting = configuration.acting(as: identity)
                 if let kms {
-                    filters[name] = ExchangeFilters(records: try RecordEncryption(configuration: acting, kms: kms, logger: logger))
+                    filters[name] = ExchangeFilters(
+                        records: try RecordEncryption(configuration: acting, kms: kms, logger: logger, audit: loaded.audit?.sink(identity: acting.identity)))
                 } else {
                     filters[name] = .passThrough
                 }
@@ -72,7 +107,8 @@ struct LoadedConfiguration: Sendable {
             }
             loaded.gateway = GatewayAuthentication(configuration: gateway, users: users, filters: filters)
         } else if let kms {
-            let filter = try RecordEncryption(configuration: configuration, kms: kms, logger: logger)
+            let filter = try RecordEncryption(
+                configuration: configuration, kms: kms, logger: logger, audit: loaded.audit?.sink(identity: configuration.identity))
             loaded.filters = ExchangeFilters(records: filter)
             loaded.encryption = (filter, kms)
         }

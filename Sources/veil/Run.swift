@@ -7,6 +7,7 @@ import NIOPosix
 import Prometheus
 import VeilAdmin
 import VeilConfig
+import VeilGovernance
 import VeilProxy
 
 #if canImport(Glibc)
@@ -32,6 +33,12 @@ struct Run: AsyncParsableCommand {
     @Option(name: .long, help: "Upstream bootstrap broker HOST:PORT (overrides the file).")
     var upstream: String?
 
+    @Option(name: .long, help: "Require the configuration to be signed by this governance public key (FILE.sig beside it); refuse it otherwise, also on reload.")
+    var governanceKey: String?
+
+    @Option(name: .long, help: "Append the decrypt audit trail (first decrypts and denials, JSON lines) to this file.")
+    var auditLog: String?
+
     @Option(name: .long, help: "Log level: trace, debug, info, notice, warning, error, critical (overrides the file).")
     var logLevel: String?
 
@@ -50,15 +57,25 @@ struct Run: AsyncParsableCommand {
         let registry = PrometheusCollectorRegistry()
         MetricsSystem.bootstrap(PrometheusMetricsFactory(registry: registry))
 
+        let audit: AuditTrail?
+        do {
+            audit = try auditLog.map { try AuditTrail(path: $0) }
+        } catch {
+            logger.critical("invalid configuration: --audit-log: \(error)")
+            throw ExitCode(2)
+        }
         let loaded: LoadedConfiguration
         do {
-            loaded = try LoadedConfiguration.load(path: config, listen: listen, upstream: upstream, logger: logger)
+            loaded = try LoadedConfiguration.load(
+                path: config, listen: listen, upstream: upstream, logger: logger, trustedKey: governanceKey, audit: audit)
         } catch {
             logger.critical("invalid configuration: \(error)")
             throw ExitCode(2)
         }
         let group = MultiThreadedEventLoopGroup(numberOfThreads: System.coreCount)
         for line in loaded.securitySummary { logger.info("\(line)") }
+        if let governanceKey, let config { logger.info("configuration \(config) verified: signed by the governance key in \(governanceKey)") }
+        if let audit { logger.info("decrypt audit trail: \(audit.path)") }
         Gauge(label: "veil_info", dimensions: [
             ("identity", loaded.gateway == nil ? loaded.configuration.identity : "per-connection"),
             ("identity_source", loaded.gateway == nil ? "config_file" : "gateway_authentication"),
@@ -89,7 +106,8 @@ struct Run: AsyncParsableCommand {
         readiness.markStopping()
         let latest = current.loaded
         if let (filter, kms) = latest.encryption {
-            let records = filter.counters.summary.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }.joined(separator: " ")
+            let counts = filter.counters.summary.merging(audit?.summary ?? [:]) { first, _ in first }
+            let records = counts.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }.joined(separator: " ")
             logger.info("records: \(records); KMS calls: generate=\(kms.counts.generateDataKey) unwrap=\(kms.counts.unwrap)")
         }
         let deadline = latest.configuration.operations.shutdownDeadlineSeconds
@@ -140,7 +158,9 @@ struct Run: AsyncParsableCommand {
         defer { Counter(label: "veil_config_reloads_total", dimensions: [("outcome", outcome)]).increment() }
         let next: LoadedConfiguration
         do {
-            next = try LoadedConfiguration.load(path: config, listen: listen, upstream: upstream, logger: logger)
+            // The same checks as at start: an unsigned or altered file is refused here too.
+            next = try LoadedConfiguration.load(
+                path: config, listen: listen, upstream: upstream, logger: logger, trustedKey: governanceKey, audit: current.loaded.audit)
             try server.replacePolicies(filters: next.filters, gateway: next.gateway)
         } catch {
             outcome = "rejected"
