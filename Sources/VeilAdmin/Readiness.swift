@@ -33,7 +33,7 @@ public final class Readiness: Sendable {
     public static func upstreamReachable(_ servers: @escaping @Sendable () -> [HostPort], timeout: TimeAmount = .seconds(2)) -> Check {
         { loop in
             let candidates = servers()
-            func attempt(_ index: Int, _ failures: [String]) -> EventLoopFuture<[String]> {
+            @Sendable func attempt(_ index: Int, _ failures: [String]) -> EventLoopFuture<[String]> {
                 guard index < candidates.count else {
                     return loop.makeSucceededFuture(["upstream unreachable: " + failures.joined(separator: "; ")])
                 }

@@ -101,7 +101,8 @@ package struct ConfigNode {
     package func mapping(allowed: [String]) throws(ConfigurationError) -> ConfigMapping {
         try self.mapping { key throws(ConfigurationError) in
             guard allowed.contains(key.value) else {
-                throw key.node.error("unknown key '\(key.value)' (expected one of \(allowed.joined(separator: ", ")))")
+                let hint = Self.closest(to: key.value, in: allowed).map { "did you mean '\($0)'? " } ?? ""
+                throw key.node.error("unknown key '\(key.value)' (\(hint)expected one of \(allowed.joined(separator: ", ")))")
             }
         }
     }
@@ -122,6 +123,33 @@ package struct ConfigNode {
             entries.append((key, ConfigNode(node: valueNode, path: childPath)))
         }
         return ConfigMapping(owner: self, entries: entries)
+    }
+
+    /// The allowed key a typo most likely meant: within two edits, and closer than any other.
+    static func closest(to word: String, in candidates: [String]) -> String? {
+        let scored = candidates.map { ($0, editDistance(word, $0)) }.filter { $0.1 <= 2 && $0.1 < word.count }
+        guard let best = scored.min(by: { $0.1 < $1.1 }), scored.filter({ $0.1 == best.1 }).count == 1 else { return nil }
+        return best.0
+    }
+
+    /// Edit distance counting insertions, deletions, substitutions and swaps of adjacent
+    /// letters (the usual typos: `tsl` is one edit from `tls`).
+    static func editDistance(_ a: String, _ b: String) -> Int {
+        let a = Array(a), b = Array(b)
+        var beforePrevious: [Int] = []
+        var previous = Array(0...b.count)
+        for i in stride(from: 1, through: a.count, by: 1) {
+            var current = [i] + Array(repeating: 0, count: b.count)
+            for j in stride(from: 1, through: b.count, by: 1) {
+                current[j] = min(previous[j] + 1, current[j - 1] + 1, previous[j - 1] + (a[i - 1] == b[j - 1] ? 0 : 1))
+                if i > 1, j > 1, a[i - 1] == b[j - 2], a[i - 2] == b[j - 1] {
+                    current[j] = min(current[j], beforePrevious[j - 2] + 1)
+                }
+            }
+            beforePrevious = previous
+            previous = current
+        }
+        return previous[b.count]
     }
 
     private var describeValue: String {

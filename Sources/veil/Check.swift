@@ -28,7 +28,8 @@ struct Check: ParsableCommand {
         do {
             configuration = try Self.load(self.config)
         } catch {
-            Console.error("error: \(self.config): \(error)")
+            // FILE:LINE: KEY: PROBLEM, the form editors and CI annotations jump to.
+            Console.error("error: \(self.config)\(error.location): \(error.message)")
             Console.error("\(self.config) is invalid")
             throw ExitCode(2)
         }
@@ -45,17 +46,25 @@ struct Check: ParsableCommand {
         Console.out("\(self.config) is valid (\(warningCount))")
     }
 
-    static func load(_ path: String) throws(CommandFailure) -> VeilConfiguration {
+    /// Why a file did not parse: the line (`:N`, empty when unknown) and the key path and problem.
+    struct LoadFailure: Error {
+        let location: String
+        let message: String
+    }
+
+    static func load(_ path: String) throws(LoadFailure) -> VeilConfiguration {
         guard let data = FileManager.default.contents(atPath: path) else {
-            throw CommandFailure(
-                FileManager.default.fileExists(atPath: path)
+            throw LoadFailure(
+                location: "",
+                message: FileManager.default.fileExists(atPath: path)
                     ? "cannot read the file; check its permissions"
                     : "no such file; pass the sidecar's configuration as --config FILE")
         }
         do {
             return try VeilConfiguration.parse(yaml: String(decoding: data, as: UTF8.self), environment: ProcessInfo.processInfo.environment)
         } catch {
-            throw CommandFailure(error.description)
+            let message = error.path.isEmpty ? error.problem : "\(error.path): \(error.problem)"
+            throw LoadFailure(location: error.line.map { ":\($0)" } ?? "", message: message)
         }
     }
 }

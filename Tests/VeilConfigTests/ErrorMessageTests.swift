@@ -34,7 +34,7 @@ import Testing
         ("upstream: b:1", "identity: required (line 1)"),
         ("identity: a", "upstream: required (line 1)"),
         ("identity: a\nupstream: b:1\nlisten_on: x", "listen_on: unknown key 'listen_on' (expected one of identity, listen, upstream, broker_ports, advertised_host, max_frame_bytes, kms, grants, dek, topics, listener, gateway, admin, logging, shutdown) (line 3)"),
-        ("identity: a\nupstream: { bootstrap: [b:1], tsl: true }", "upstream.tsl: unknown key 'tsl' (expected one of bootstrap, tls, sasl) (line 2)"),
+        ("identity: a\nupstream: { bootstrap: [b:1], tsl: true }", "upstream.tsl: unknown key 'tsl' (did you mean 'tls'? expected one of bootstrap, tls, sasl) (line 2)"),
         // Types
         ("identity: [a]\nupstream: b:1", "identity: expected a string, got a list (line 1)"),
         ("identity: \"\"\nupstream: b:1", "identity: must not be empty (line 1)"),
@@ -82,7 +82,7 @@ import Testing
     @Test(arguments: [
         ("  - encrypt: { key_from: { fixed: finance/k } }", "topics[0].match: required (line 5)"),
         ("  - match: t\n    encrypt: { key_from: department }", "topics[0].encrypt.key_from: expected one of json, header, record_key, fixed, as in { json: department } (line 6)"),
-        ("  - match: t\n    encrypt: { key_from: { jsn: department } }", "topics[0].encrypt.key_from.jsn: unknown key 'jsn' (expected one of json, header, record_key, fixed) (line 6)"),
+        ("  - match: t\n    encrypt: { key_from: { jsn: department } }", "topics[0].encrypt.key_from.jsn: unknown key 'jsn' (did you mean 'json'? expected one of json, header, record_key, fixed) (line 6)"),
         ("  - match: t\n    encrypt: { key_from: { json: a, header: b }, keys: { x: finance/k } }", "topics[0].encrypt.key_from: expected exactly one of json, header, record_key, fixed (line 6)"),
         ("  - match: t\n    encrypt: { key_from: { record_key: false }, keys: { x: finance/k } }", "topics[0].encrypt.key_from.record_key: must be true (omit key_from.record_key otherwise) (line 6)"),
         ("  - match: t\n    encrypt: { key_from: { json: department } }", "topics[0].encrypt.keys: required: map selector values to keys, or set default_key (line 6)"),
@@ -93,7 +93,7 @@ import Testing
         ("  - match: t\n    encrypt: { key_from: { json: d }, keys: { a: finance/k }, fields: [] }", "topics[0].encrypt.fields: must list at least one field, or be omitted (line 6)"),
         ("  - match: t\n    on_denied: hide", "topics[0].on_denied: expected one of drop, redact, ciphertext, error, got 'hide' (line 6)"),
         ("  - match: t\n    require_encrypted: 1", "topics[0].require_encrypted: expected true or false, got '1' (line 6)"),
-        ("  - match: t\n    ondenied: drop", "topics[0].ondenied: unknown key 'ondenied' (expected one of match, encrypt, on_denied, redact_placeholder, require_encrypted, on_denied_field, field_placeholder) (line 6)"),
+        ("  - match: t\n    ondenied: drop", "topics[0].ondenied: unknown key 'ondenied' (did you mean 'on_denied'? expected one of match, encrypt, on_denied, redact_placeholder, require_encrypted, on_denied_field, field_placeholder) (line 6)"),
         ("  - match: { prefix: a, regex: b }", "topics[0].match: expected exactly one of exact, prefix, regex (line 5)"),
         ("  - match: { suffix: a }", "topics[0].match.suffix: unknown key 'suffix' (expected one of exact, prefix, regex) (line 5)"),
         ("  - match: a\n  - match: { regex: \"dept-(\" }", "topics[1].match.regex: invalid regular expression 'dept-(':"),

@@ -193,9 +193,9 @@ def _string(s: str) -> bytes:
 
 
 def _fetch_v4(s: socket.socket, corr: int, topic: str, partition: int, offset: int, isolation: int,
-              max_bytes: int) -> tuple[bytes, int, int, Optional[bytes]]:
+              max_bytes: int, max_wait_ms: int = 100) -> tuple[bytes, int, int, Optional[bytes]]:
     body = (struct.pack(">hhi", 1, 4, corr) + _string("veil-enc-rawfetch")
-            + struct.pack(">iiiib", -1, 100, 1, max_bytes, isolation)
+            + struct.pack(">iiiib", -1, max_wait_ms, 1, max_bytes, isolation)
             + struct.pack(">i", 1) + _string(topic)
             + struct.pack(">i", 1) + struct.pack(">iqi", partition, offset, max_bytes))
     s.sendall(struct.pack(">i", len(body)) + body)

@@ -7,6 +7,7 @@ endpoint on a free loopback port, and real Kafka clients. Nothing is mocked.
   own department and is denied the other one);
 - /readyz goes false when the upstream broker stops, and `veil health` follows /healthz;
 - SIGTERM during a produce loop loses no acknowledged record and exits within the deadline;
+  a request in flight at SIGTERM is answered; one still in flight at the deadline is cut off;
 - SIGHUP with a new grant makes a consumer that was denied see plaintext on the same
   connection; a bad configuration on SIGHUP is rejected and the old one kept;
 - JSON logs: every line is one JSON object; each connection is logged once.
@@ -18,6 +19,7 @@ import json
 import os
 import re
 import signal
+import socket
 import subprocess
 import threading
 import time
@@ -29,7 +31,7 @@ import pytest
 
 from clients import Rec
 from conftest import free_port, veil_binary
-from enc_support import END_KEY, EncEnv, parse_envelope, produce, raw_fetch
+from enc_support import END_KEY, EncEnv, _fetch_v4, parse_envelope, produce, raw_fetch
 
 DEPTS = ("finance", "sales")
 PLACEHOLDER = "<redacted>"
@@ -313,6 +315,80 @@ def test_sigterm_during_produce_loses_no_acknowledged_record(env):
         assert env_.kms in DEPTS
     print(f"{len(acked_now)} acknowledged, {len(by_offset)} stored, {len(failed)} failed after the stop; "
           f"stopped in {took:.2f}s")
+
+
+class LongPoll:
+    """A Fetch (v4) of an empty partition with a long max_wait, sent from a thread: the broker
+    holds it until max_wait, so it is in flight at Veil for that long."""
+
+    def __init__(self, port: int, topic: str, max_wait_ms: int):
+        self.sock = socket.create_connection(("127.0.0.1", port), timeout=30)
+        self.result = None
+        self.error = None
+        self.finished_at = None
+
+        def run():
+            try:
+                self.result = _fetch_v4(self.sock, 7, topic, 0, 0, 0, 1 << 20, max_wait_ms=max_wait_ms)
+            except Exception as e:  # the connection closed without an answer
+                self.error = e
+            self.finished_at = time.monotonic()
+
+        self.thread = threading.Thread(target=run)
+        self.started_at = time.monotonic()
+        self.thread.start()
+
+    def join(self, timeout: float):
+        self.thread.join(timeout)
+        self.sock.close()
+
+
+def sigterm_during_long_poll(env, deadline_s: int, max_wait_ms: int, check_broker_waits: bool = False):
+    """An owner sidecar with `deadline_s`, an empty topic, a long poll in flight through the
+    sidecar, then SIGTERM. Returns (sidecar, poll, when SIGTERM was sent)."""
+    owner = env.sidecar("owner", env.owner_config() | {"shutdown": {"deadline_seconds": deadline_s}})
+    topic = f"ops-stop-{uuid.uuid4().hex[:8]}"
+    env.create_topic(topic, 1)
+    if check_broker_waits:
+        direct = LongPoll(env.broker_port, topic, max_wait_ms)
+        direct.join(30)
+        assert direct.result and direct.finished_at - direct.started_at > max_wait_ms / 1000 - 0.5, \
+            "precondition: the broker must hold an empty Fetch for max_wait"
+    poll = LongPoll(owner.port, topic, max_wait_ms)
+    time.sleep(0.5)
+    os.killpg(owner.proc.pid, signal.SIGTERM)
+    return owner, poll, time.monotonic()
+
+
+def test_sigterm_lets_an_in_flight_request_finish(env):
+    """A long-poll Fetch is in flight when SIGTERM arrives: Veil answers it before closing."""
+    owner, poll, signalled = sigterm_during_long_poll(env, 15, 2500, check_broker_waits=True)
+    poll.join(30)
+    owner.proc.popen.wait(20)
+    exited = time.monotonic()
+    env.stop_sidecar(owner)
+    assert poll.error is None and poll.result is not None, f"the in-flight Fetch got no answer: {poll.error!r}"
+    assert poll.result[1] == 0, f"error code {poll.result[1]}"
+    assert poll.finished_at - signalled > 1.0, "answered too early for the broker to have held it"
+    assert owner.proc.popen.returncode == 0
+    assert exited >= poll.finished_at - 0.05, "Veil exited before the answer was delivered"
+    log = owner.log_text()
+    assert "draining 1 connection(s)" in log and "shutdown deadline reached" not in log, log[-2000:]
+
+
+def test_sigterm_closes_busy_connections_at_the_deadline(env):
+    """A request still in flight at the deadline is cut off, and Veil exits on time."""
+    owner, poll, signalled = sigterm_during_long_poll(env, 1, 8000)
+    owner.proc.popen.wait(20)
+    took = time.monotonic() - signalled
+    poll.join(30)
+    env.stop_sidecar(owner)
+    assert owner.proc.popen.returncode == 0
+    assert 0.8 < took < 4.0, f"Veil stopped {took:.1f}s after SIGTERM with a 1 s deadline"
+    assert poll.result is None and poll.error is not None, "the 8 s long poll cannot have been answered"
+    log = owner.log_text()
+    assert "closed 1 connection(s) with requests in flight" in log, log[-2000:]
+    assert "closing connection: shutdown deadline reached with requests in flight" in log
 
 
 # --------------------------------------------------------------------------
