@@ -96,7 +96,7 @@ struct FetchDecryption {
                             // A field-level record is JSON by design; its fields are judged one by one.
                             verdicts.append(recordParts.malformed ? .deny(reason: "malformed field-level record") : .keep)
                         } else {
-                            verdicts.append(verdict(for: record, topic: topic.topic, policy: policy, missing: &missing))
+                            verdicts.append(verdict(for: record, topic: topic.topic, policy: policy, scratch: &partScratch, missing: &missing))
                         }
                         parts.append(recordParts)
                     }
@@ -108,7 +108,8 @@ struct FetchDecryption {
         return (planned, Array(missing.keys), Array(missingDeterministic))
     }
 
-    private func verdict(for record: Record, topic: String, policy: TopicPolicy, missing: inout [EnvelopeKeyID: Void]) -> Verdict {
+    private func verdict(for record: Record, topic: String, policy: TopicPolicy, scratch: inout PartwiseDecryption.Scratch,
+                         missing: inout [EnvelopeKeyID: Void]) -> Verdict {
         guard let value = record.value else { return .keep }
         let header: EnvelopeHeader?
         do {
@@ -126,7 +127,8 @@ struct FetchDecryption {
             }
             return .keep
         }
-        guard let reference = try? header.keyID.reference(), configuration.grants.allowsDecryption(with: reference) else {
+        // The grant decision (remembered per data key: records of a batch share a few).
+        guard scratch.allows(header.keyID, under: configuration.grants) else {
             return .deny(reason: "no grant")
         }
         switch unwrapped.lookup(header.keyID) {

@@ -33,6 +33,7 @@ struct Run: AsyncParsableCommand {
             logger.critical("invalid configuration: \(error)")
             throw ExitCode(2)
         }
+        AllocatorTuning.keepBuffersMapped()
         let group = MultiThreadedEventLoopGroup(numberOfThreads: System.coreCount)
         for line in loaded.securitySummary { logger.info("\(line)") }
         let server = ProxyServer(
