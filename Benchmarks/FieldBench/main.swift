@@ -23,6 +23,7 @@ import NIOPosix
 import VeilConfig
 import VeilKMS
 import VeilProxy
+import VeilBenchSupport
 import VeilWire
 
 struct Options {
@@ -99,32 +100,13 @@ func filter(_ yaml: String, grants: Bool) -> RecordEncryption {
     return try! RecordEncryption(configuration: try! VeilConfiguration.parse(yaml: header + yaml), kms: kms(grants), logger: logger)
 }
 
-/// Runs `body` in five rounds over about `seconds`; returns the best round's CPU nanoseconds
-/// per call. With keys cached the filters run on the calling thread, so its CPU clock
-/// measures them exactly, and the best round is the one other processes disturbed least.
+/// The best round's CPU nanoseconds per call of `body` (see ``ThreadCPUClock``).
 func measure(seconds: Double, _ body: () -> Void) -> Double {
-    for _ in 0..<3 { body() }
-    var best = Double.infinity
-    for _ in 0..<5 {
-        var calls = 0
-        let start = cpuSeconds()
-        var elapsed = 0.0
-        repeat {
-            body()
-            calls += 1
-            elapsed = cpuSeconds() - start
-        } while elapsed < seconds / 5
-        best = min(best, elapsed * 1e9 / Double(calls))
-    }
-    return best
+    ThreadCPUClock.bestSecondsPerCall(over: seconds, body) * 1e9
 }
 
-func cpuSeconds() -> Double {
-    var ts = timespec()
-    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts)
-    return Double(ts.tv_sec) + Double(ts.tv_nsec) / 1e9
-}
-
+// As `veil run` does: keep freed buffers mapped, so each call does not fault pages in again.
+AllocatorTuning.keepBuffersMapped()
 let loop = MultiThreadedEventLoopGroup.singleton.next()
 let batch = makeBatch(count: options.records)
 let recordBytes = batch.readableBytes / options.records

@@ -33,3 +33,10 @@ public struct ExchangeFilters: Sendable {
 
     public static let passThrough = ExchangeFilters()
 }
+
+extension ProduceRequest {
+    /// Bytes of record sets in the request, to size a re-encoded request in one allocation.
+    var recordByteCount: Int {
+        topics.reduce(0) { sum, topic in sum + topic.partitions.reduce(0) { $0 + ($1.records?.readableBytes ?? 0) } }
+    }
+}

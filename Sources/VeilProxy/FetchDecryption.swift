@@ -98,7 +98,7 @@ struct FetchDecryption {
                             // A field-level record is JSON by design; its fields are judged one by one.
                             verdicts.append(recordParts.malformed ? .deny(reason: "malformed field-level record") : .keep)
                         } else {
-                            verdicts.append(verdict(for: record, topic: topic.topic, policy: policy, missing: &missing))
+                            verdicts.append(verdict(for: record, topic: topic.topic, policy: policy, scratch: &partScratch, missing: &missing))
                         }
                         parts.append(recordParts)
                     }
@@ -110,7 +110,8 @@ struct FetchDecryption {
         return (planned, Array(missing.keys), Array(missingDeterministic))
     }
 
-    private func verdict(for record: Record, topic: String, policy: TopicPolicy, missing: inout [EnvelopeKeyID: Void]) -> Verdict {
+    private func verdict(for record: Record, topic: String, policy: TopicPolicy, scratch: inout PartwiseDecryption.Scratch,
+                         missing: inout [EnvelopeKeyID: Void]) -> Verdict {
         guard let value = record.value else { return .keep }
         let header: EnvelopeHeader?
         do {
@@ -128,10 +129,13 @@ struct FetchDecryption {
             }
             return .keep
         }
-        guard let reference = try? header.keyID.reference() else { return .deny(reason: "envelope names no valid key") }
-        guard configuration.grants.allowsDecryption(with: reference) else {
-            // Expiry is checked here, per record, so a grant lapses mid-run without a restart.
-            return .deny(reason: audit == nil ? "no grant" : configuration.grants.decryptionDenial(for: reference) ?? "no grant")
+        // The grant decision, expiry included, is remembered per data key for this response
+        // (records of a batch share a few keys), so a lapsed grant stops the next Fetch.
+        guard scratch.allows(header.keyID, under: configuration.grants) else {
+            guard audit != nil else { return .deny(reason: "no grant") }
+            // The audit trail says why; only denied records pay for naming the key.
+            guard let reference = try? header.keyID.reference() else { return .deny(reason: "envelope names no valid key") }
+            return .deny(reason: configuration.grants.decryptionDenial(for: reference) ?? "no grant")
         }
         switch unwrapped.lookup(header.keyID, counting: false) {
         case .hit: break

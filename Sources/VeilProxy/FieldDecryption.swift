@@ -55,6 +55,16 @@ struct PartwiseDecryption {
         /// (one per audience and data key), and comparing their bytes is cheaper than building
         /// the reference's strings per field.
         var grants: [(keyID: EnvelopeKeyID, allowed: Bool)] = []
+
+        /// Whether `grants` lets this identity decrypt under `keyID`: the grant decision for
+        /// both whole values and parts, remembered for the last few data keys seen.
+        mutating func allows(_ keyID: EnvelopeKeyID, under grants: Grants) -> Bool {
+            if let known = self.grants.first(where: { $0.keyID == keyID }) { return known.allowed }
+            let allowed = (try? keyID.reference()).map { grants.allowsDecryption(with: $0) } ?? false
+            if self.grants.count == 8 { self.grants.removeFirst() }
+            self.grants.append((keyID, allowed))
+            return allowed
+        }
     }
 
     /// Finds the encrypted parts of `record`; nil when it has none. Data keys to unwrap are
@@ -150,14 +160,7 @@ struct PartwiseDecryption {
             log.warning("malformed-part:\(topic)", "topic \(topic): an encrypted field or header is malformed (\(error)); never delivered as plaintext")
             return .tampered
         }
-        let allowed: Bool
-        if let known = scratch.grants.first(where: { $0.keyID == header.keyID }) {
-            allowed = known.allowed
-        } else {
-            allowed = (try? header.keyID.reference()).map { grants.allowsDecryption(with: $0) } ?? false
-            if scratch.grants.count == 8 { scratch.grants.removeFirst() }
-            scratch.grants.append((header.keyID, allowed))
-        }
+        let allowed = scratch.allows(header.keyID, under: grants)
         guard id != nil, allowed else { return .deny }
         switch unwrapped.lookup(header.keyID, counting: false) {
         case .hit: break

@@ -7,13 +7,26 @@ final class KafkaFrameDecoder: ByteToMessageDecoder {
     typealias InboundOut = ByteBuffer
 
     private let parser: FrameParser
+    /// Largest frame remainder reserved ahead of its bytes arriving.
+    static let largestReservation = 16 << 20
 
     init(maxFrameBytes: Int) {
         parser = FrameParser(maxFrameBytes: maxFrameBytes)
     }
 
     func decode(context: ChannelHandlerContext, buffer: inout ByteBuffer) throws -> DecodingState {
-        guard let frame = try parser.next(from: &buffer) else { return .needMoreData }
+        guard let frame = try parser.next(from: &buffer) else {
+            // A large frame arrives in many reads, each appended to this buffer; growing it
+            // by doubling copies what is already there every time. Once the size prefix is
+            // known (and validated by `next`), make room for the whole frame at once.
+            // The reservation is capped so a peer announcing a huge frame without sending it
+            // does not get that much memory set aside for four bytes.
+            if let size = buffer.getInteger(at: buffer.readerIndex, as: Int32.self) {
+                let missing = 4 + Int(size) - buffer.readableBytes
+                buffer.reserveCapacity(minimumWritableBytes: min(missing, Self.largestReservation))
+            }
+            return .needMoreData
+        }
         context.fireChannelRead(wrapInboundOut(frame))
         return .continue
     }

@@ -49,6 +49,8 @@ struct ProduceEncryption {
         var needed: [KeyReference: Int] = [:]
         var deterministic = Set<KeyReference>()
         var scratch = PartwiseEncryption.Scratch()
+        /// Whole-value encryptions under one granted key not yet added to `needed`.
+        var run: (reference: KeyReference, count: Int)?
         for (ti, topic) in request.topics.enumerated() {
             guard let policy = configuration.policy(forTopic: topic.name), let encryption = policy.encrypt else { continue }
             for (pi, partition) in topic.partitions.enumerated() {
@@ -97,12 +99,18 @@ struct ProduceEncryption {
                                 let selection = select(encryption, value: value, record: record)
                                 switch selection {
                                 case .key(let reference):
-                                    guard configuration.grants.allowsEncryption(with: reference) else {
-                                        refusal = (KafkaErrorCode.topicAuthorizationFailed,
-                                                   "identity '\(configuration.identity)' has no grant to encrypt with \(reference) (topic \(topic.name))")
-                                        break entryLoop
+                                    // Records share a key or a few: the grant is checked, and the
+                                    // count kept, once per run of records with the same key.
+                                    if run?.reference != reference {
+                                        guard configuration.grants.allowsEncryption(with: reference) else {
+                                            refusal = (KafkaErrorCode.topicAuthorizationFailed,
+                                                       "identity '\(configuration.identity)' has no grant to encrypt with \(reference) (topic \(topic.name))")
+                                            break entryLoop
+                                        }
+                                        if let run { needed[run.reference, default: 0] += run.count }
+                                        run = (reference, 0)
                                     }
-                                    needed[reference, default: 0] += 1
+                                    run!.count += 1
                                     keys.append(reference)
                                 case .unmatched(let selector):
                                     guard encryption.onUnmatched == .plaintext else {
@@ -126,6 +134,7 @@ struct ProduceEncryption {
                 }
             }
         }
+        if let run { needed[run.reference, default: 0] += run.count }
         if planned.isEmpty && rejected.isEmpty { return .unchanged }
         return .work(planned: planned, rejected: rejected, needed: needed, deterministic: deterministic)
     }
@@ -161,14 +170,24 @@ struct ProduceEncryption {
             }
             return nil
         }
+        /// ``usableKey``, answered without hashing the reference while records keep using the
+        /// same key (the first usable key stays first until it is spent).
+        var latest: (reference: KeyReference, key: ActiveDataKey)?
+        func sealingKey(_ reference: KeyReference) -> ActiveDataKey? {
+            if let latest, latest.reference == reference, latest.key.isUsable(at: now, policy: dataKeys.policy) { return latest.key }
+            guard let key = usableKey(reference) else { return nil }
+            latest = (reference, key)
+            return key
+        }
         var out = request
         var rejected: [RejectedPartition] = []
         let encryptor = EnvelopeEncryptor()
         for plan in planned {
             let partition = request.topics[plan.topicIndex].partitions[plan.partitionIndex]
             do {
+                // Unreserved: `RecordBatch.encode` reserves exactly what each sealed batch
+                // takes (a v2 Produce partition carries one batch, so that is one allocation).
                 var records = ByteBuffer()
-                records.reserveCapacity((partition.records?.readableBytes ?? 0) + 256)
                 for (entry, batch, recordKeys, parts) in plan.entries {
                     guard var batch else {
                         records.writeImmutableBuffer(entry.bytes)
@@ -177,8 +196,11 @@ struct ProduceEncryption {
                     // Seal every value into one buffer first and slice it afterwards: a slice
                     // taken while the buffer still grows would force a copy on every write.
                     var capacity = 0
+                    var sizing: (reference: KeyReference, key: ActiveDataKey?)?
                     for (i, reference) in recordKeys.enumerated() {
-                        guard let reference, let key = keys[reference]?.last, let value = batch.records[i].value else { continue }
+                        guard let reference, let value = batch.records[i].value else { continue }
+                        if sizing?.reference != reference { sizing = (reference, keys[reference]?.last) }
+                        guard let key = sizing?.key else { continue }
                         capacity += EnvelopeEncryptor.sealedByteCount(plaintextCount: value.readableBytes, key: key)
                     }
                     var sealed = ByteBuffer()
@@ -187,7 +209,7 @@ struct ProduceEncryption {
                     ranges.reserveCapacity(recordKeys.count)
                     for (i, reference) in recordKeys.enumerated() {
                         guard let reference, let value = batch.records[i].value else { continue }
-                        guard let key = usableKey(reference) else {
+                        guard let key = sealingKey(reference) else {
                             // Keys ran out under concurrent use: refuse (retriable) rather than overshoot the policy.
                             throw failures[reference] ?? EnvelopeError.dataKeyExhausted(reference)
                         }

@@ -368,7 +368,9 @@ final class ProxyConnection: @unchecked Sendable {
                     exchange.forward = frame
                     exchange.state = .awaitingUpstream
                 case .success(.forward(let replacement, let rejected)):
+                    // Sized for the sealed records, so encoding never regrows (and recopies) the frame.
                     var out = ByteBuffer()
+                    out.reserveCapacity(frame.readableBytes + replacement.recordByteCount - request.recordByteCount + 256)
                     header.write(to: &out)
                     replacement.encode(version: header.apiVersion, into: &out)
                     exchange.forward = out
@@ -534,7 +536,10 @@ final class ProxyConnection: @unchecked Sendable {
         let version = exchange.apiVersion
         let rewriter = AddressRewriter(server: server)
         func encoded<M: KafkaMessage>(_ m: M, _ v: Int16) -> ByteBuffer? {
+            // Rewritten responses are about the upstream's size (decrypted ones a little
+            // smaller): one allocation instead of a chain of doublings, each a copy.
             var out = ByteBuffer()
+            out.reserveCapacity(body.readableBytes + 256)
             header.write(to: &out, headerVersion: exchange.apiKey.responseHeaderVersion(exchange.apiVersion))
             m.encode(version: v, into: &out)
             return out
@@ -557,7 +562,8 @@ final class ProxyConnection: @unchecked Sendable {
         case .produce where version >= 10 || !exchange.rejectedPartitions.isEmpty:
             var response = try ProduceResponse(decoding: body, version: version)
             response.merge(exchange.rejectedPartitions)
-            guard let endpoints = response.nodeEndpoints else {
+            // An empty endpoint list (brokers send one when nothing moved) has nothing to rewrite.
+            guard let endpoints = response.nodeEndpoints, !endpoints.endpoints.isEmpty else {
                 return loop.makeSucceededFuture(exchange.rejectedPartitions.isEmpty ? nil : encoded(response, version))
             }
             return rewriter.rewrite(endpoints, on: loop).map { rewritten in
@@ -570,7 +576,9 @@ final class ProxyConnection: @unchecked Sendable {
             guard version >= 16 || filter != nil else { return loop.makeSucceededFuture(nil) }
             let response = try FetchResponse(decoding: body, version: version)
             var rewritten: EventLoopFuture<FetchResponse?> = loop.makeSucceededFuture(nil)
-            if let endpoints = response.nodeEndpoints {
+            // Only a non-empty endpoint list needs rewriting; otherwise the upstream's bytes
+            // go to the client untouched unless the record filter changes something.
+            if let endpoints = response.nodeEndpoints, !endpoints.endpoints.isEmpty {
                 rewritten = rewriter.rewrite(endpoints, on: loop).map { e in
                     var r = response
                     r.nodeEndpoints = e

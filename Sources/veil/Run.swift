@@ -72,6 +72,7 @@ struct Run: AsyncParsableCommand {
             logger.critical("invalid configuration: \(error)")
             throw ExitCode(2)
         }
+        AllocatorTuning.keepBuffersMapped()
         let group = MultiThreadedEventLoopGroup(numberOfThreads: System.coreCount)
         for line in loaded.securitySummary { logger.info("\(line)") }
         if let governanceKey, let config { logger.info("configuration \(config) verified: signed by the governance key in \(governanceKey)") }

@@ -134,20 +134,42 @@ public struct RecordBatch: Sendable, Equatable {
     /// Encodes the batch, compressing its records with `compression` and computing
     /// length and CRC.
     public func encode(into buffer: inout ByteBuffer, compressionLevel: Int? = nil) throws {
+        guard compression != .none else {
+            // Uncompressed records go straight into `buffer` behind the header, whose length
+            // is known from the records' sizes: no intermediate buffer, no second copy.
+            var sizes: [Int] = []
+            sizes.reserveCapacity(records.count)
+            var recordsSize = 0
+            for r in records {
+                let body = r.bodySize
+                sizes.append(body)
+                recordsSize += varintSize(Int64(body)) + body
+            }
+            buffer.reserveCapacity(minimumWritableBytes: Self.headerSize + recordsSize)
+            let start = writeHeader(recordsSize: recordsSize, into: &buffer)
+            for (r, body) in zip(records, sizes) { r.write(to: &buffer, bodySize: body) }
+            writeCRC(batchStart: start, in: &buffer)
+            return
+        }
         var recordBytes = ByteBuffer()
         recordBytes.reserveCapacity(records.reduce(0) { $0 + ($1.value?.readableBytes ?? 0) + ($1.key?.readableBytes ?? 0) + 16 })
         for r in records { r.write(to: &recordBytes) }
-        if compression != .none {
-            do {
-                recordBytes = try Compressor.compress(recordBytes, codec: compression, level: compressionLevel)
-            } catch let error as CompressionError {
-                throw WireError(error)
-            }
+        do {
+            recordBytes = try Compressor.compress(recordBytes, codec: compression, level: compressionLevel)
+        } catch let error as CompressionError {
+            throw WireError(error)
         }
-        let start = buffer.writerIndex
         buffer.reserveCapacity(minimumWritableBytes: Self.headerSize + recordBytes.readableBytes)
+        let start = writeHeader(recordsSize: recordBytes.readableBytes, into: &buffer)
+        buffer.writeImmutableBuffer(recordBytes)
+        writeCRC(batchStart: start, in: &buffer)
+    }
+
+    /// Writes the header with a zero CRC; returns where the batch starts in `buffer`.
+    private func writeHeader(recordsSize: Int, into buffer: inout ByteBuffer) -> Int {
+        let start = buffer.writerIndex
         buffer.writeInteger(baseOffset)
-        buffer.writeInteger(Int32(Self.minimumBatchLength + recordBytes.readableBytes))
+        buffer.writeInteger(Int32(Self.minimumBatchLength + recordsSize))
         buffer.writeInteger(partitionLeaderEpoch)
         buffer.writeInteger(Int8(2))
         buffer.writeInteger(UInt32(0))
@@ -159,7 +181,11 @@ public struct RecordBatch: Sendable, Equatable {
         buffer.writeInteger(producerEpoch)
         buffer.writeInteger(baseSequence)
         buffer.writeInteger(Int32(records.count))
-        buffer.writeImmutableBuffer(recordBytes)
+        return start
+    }
+
+    /// Computes the CRC over everything from the attributes to the end of `buffer` and stores it.
+    private func writeCRC(batchStart start: Int, in buffer: inout ByteBuffer) {
         let crc = buffer.withUnsafeReadableBytes {
             CRC32C.checksum(UnsafeRawBufferPointer(rebasing: $0[(start - buffer.readerIndex + Self.attributesOffset)...]))
         }
