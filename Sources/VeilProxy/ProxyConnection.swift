@@ -213,6 +213,24 @@ final class ProxyConnection: @unchecked Sendable {
         close()
     }
 
+    /// One side's channel went inactive: the other closes too. An upstream that hangs up, or
+    /// a client that leaves with requests unanswered, is worth a line; a quiet close is not.
+    func sideClosed(_ side: ProxySideHandler.Side) {
+        guard !closed else { return }
+        let waiting = exchanges.count
+        switch side {
+        case .upstream where waiting > 0:
+            logger.warning("closing connection: upstream \(upstreamAddress.map { "\($0)" } ?? "broker") closed its connection with \(waiting) request(s) unanswered")
+        case .upstream:
+            logger.info("upstream \(upstreamAddress.map { "\($0)" } ?? "broker") closed its idle connection; closing the client's")
+        case .client where waiting > 0:
+            logger.info("client disconnected with \(waiting) request(s) in flight; closing the upstream connection")
+        case .client:
+            break
+        }
+        close()
+    }
+
     func close() {
         guard !closed else { return }
         closed = true
@@ -250,6 +268,10 @@ final class ProxyConnection: @unchecked Sendable {
 
     func clientFrame(_ frame: ByteBuffer) {
         guard !closed, !refusing else { return }
+        if let peeked = RequestHeader.peek(frame), let refusal = RequestScreen.refusal(apiKey: peeked.apiKey, version: peeked.apiVersion) {
+            fail("refused request (correlation id \(peeked.correlationId)): \(refusal)")
+            return
+        }
         var body = frame
         let header: RequestHeader
         do {
@@ -286,6 +308,7 @@ final class ProxyConnection: @unchecked Sendable {
         case .apiVersions where !ApiVersionsRequest.versions.contains(header.apiVersion):
             // The protocol's answer to a too-new ApiVersions request: v0 layout, error 35,
             // and our own ApiVersions range so the client retries with one we support.
+            logger.info("client asked for ApiVersions v\(header.apiVersion); answered UNSUPPORTED_VERSION with Veil's range v0-v\(ApiVersionsRequest.versions.upperBound)")
             let response = ApiVersionsResponse(
                 errorCode: KafkaErrorCode.unsupportedVersion,
                 apiKeys: [.init(apiKey: ApiKey.apiVersions.rawValue, minVersion: 0, maxVersion: ApiVersionsRequest.versions.upperBound)])
@@ -595,7 +618,7 @@ final class ProxySideHandler: ChannelDuplexHandler {
     }
 
     func channelInactive(context: ChannelHandlerContext) {
-        connection.close()
+        connection.sideClosed(side)
         context.fireChannelInactive()
     }
 
