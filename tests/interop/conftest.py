@@ -142,6 +142,21 @@ def api_versions_ok(port: int, timeout: float = 2.0) -> bool:
         return corr == 4242 and err == 0
 
 
+def wait_for_api_versions(proc: Proc, port: int, timeout: float):
+    """Waits until `proc` listens on `port` and answers ApiVersions there."""
+    wait_for_port(proc, port, timeout)
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            if api_versions_ok(port):
+                return
+        except OSError:
+            pass
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"{proc.name} on {port} does not answer ApiVersions\n{proc.tail()}")
+        time.sleep(0.1)
+
+
 def tansu_binary() -> str:
     if os.environ.get("TANSU_BIN"):
         return os.environ["TANSU_BIN"]

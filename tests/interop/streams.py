@@ -81,7 +81,7 @@ class HealthyStream:
 
         c = Consumer({"bootstrap.servers": self.consume_bootstrap, "group.id": f"veil-healthy-{uuid.uuid4().hex[:6]}",
                       "enable.auto.commit": False, "client.id": "veil-healthy-stream",
-                      "auto.offset.reset": "error"})
+                      "auto.offset.reset": "earliest"})
         c.assign([TopicPartition(self.topic, p, OFFSET_BEGINNING) for p in range(self.partitions)])
         try:
             while not self.consume_done.is_set():
@@ -107,25 +107,59 @@ class HealthyStream:
         self.consume_done.set()
         self.threads[1].join(30)
 
-    def problems(self, min_acked: int = 1) -> list[str]:
-        consumed_seqs = [q for _, _, q in self.consumed]
-        missing = sorted(set(self.acked) - set(consumed_seqs))
-        dups = len(consumed_seqs) - len(set(consumed_seqs))
-        by_part: dict[int, list] = {}
+    def losses(self) -> dict[str, list[int]]:
+        """Acknowledged records never consumed, by where they went: `no_offset` (acknowledged
+        without an offset: the broker called a retried batch a duplicate), `overwritten` (the
+        consumer read a different record at the acknowledged offset: the broker reused it), and
+        `unexplained` (nothing was read at that offset: lost between broker and consumer)."""
+        consumed_seqs = {q for _, _, q in self.consumed}
+        at = {(p, off) for p, off, _ in self.consumed}
+        out = {"no_offset": [], "overwritten": [], "unexplained": []}
+        for q in sorted(set(self.acked) - consumed_seqs):
+            p, off = self.acked[q]
+            if off is None or off < 0:
+                out["no_offset"].append(q)
+            elif (p, off) in at:
+                out["overwritten"].append(q)
+            else:
+                out["unexplained"].append(q)
+        return out
+
+    def duplicates(self) -> int:
+        """Records stored more than once: one seq at two different offsets."""
+        where: dict[int, set] = {}
         for p, off, q in self.consumed:
-            by_part.setdefault(p, []).append((off, q))
-        disorder = [p for p, rows in by_part.items()
-                    if [q for _, q in rows] != sorted(q for _, q in rows) or [o for o, _ in rows] != sorted(o for o, _ in rows)]
+            where.setdefault(q, set()).add((p, off))
+        return sum(len(v) - 1 for v in where.values())
+
+    def rereads(self) -> int:
+        """Records read more than once at the same offset (the consumer went back)."""
+        return len(self.consumed) - len({(p, off) for p, off, _ in self.consumed})
+
+    def problems(self, min_acked: int = 1, broker_losses_ok: bool = False) -> list[str]:
+        """Everything wrong with the stream. `broker_losses_ok`: losses the broker itself caused
+        (see `losses`), and re-reads after its high watermark went back, are left to the caller."""
+        losses = self.losses()
+        first_read: dict[tuple, int] = {}
+        for p, off, q in self.consumed:
+            first_read.setdefault((p, off), q)
+        by_part: dict[int, list] = {}
+        for (p, off), q in sorted(first_read.items()):
+            by_part.setdefault(p, []).append(q)
+        disorder = [p for p, seqs in by_part.items() if seqs != sorted(seqs)]
         wrong_partition = [q for p, _, q in self.consumed if p != q % self.partitions]
         out = []
         if self.failed:
             out.append(f"{len(self.failed)} delivery failures, first: {self.failed[:3]}")
         if len(self.acked) < min_acked:
             out.append(f"only {len(self.acked)} records acknowledged (expected at least {min_acked})")
-        if missing:
-            out.append(f"{len(missing)} acknowledged records never consumed, first {missing[:10]}")
-        if dups:
-            out.append(f"{dups} duplicate records consumed")
+        for kind, seqs in losses.items():
+            if seqs and (kind == "unexplained" or not broker_losses_ok):
+                out.append(f"{len(seqs)} acknowledged records never consumed ({kind}), first {seqs[:10]}")
+        if self.duplicates():
+            out.append(f"{self.duplicates()} records stored twice (same seq at two offsets)")
+        if self.rereads() and not broker_losses_ok:
+            out.append(f"{self.rereads()} records read twice at the same offset")
         if disorder:
             out.append(f"partitions {disorder} out of order")
         if wrong_partition:
@@ -136,6 +170,7 @@ class HealthyStream:
 
     def summary(self) -> str:
         consumed = {q for _, _, q in self.consumed}
+        losses = {k: len(v) for k, v in self.losses().items()}
         return (f"sent {self.sent}, acked {len(self.acked)}, consumed {len(self.consumed)} "
-                f"({len(consumed)} distinct), lost {len(set(self.acked) - consumed)}, "
-                f"duplicated {len(self.consumed) - len(consumed)}, delivery failures {len(self.failed)}")
+                f"({len(consumed)} distinct), lost {sum(losses.values())} {losses}, "
+                f"stored twice {self.duplicates()}, re-read {self.rereads()}, delivery failures {len(self.failed)}")
