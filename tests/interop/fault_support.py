@@ -195,17 +195,19 @@ def writer_config(keyring: Path, prefix: str) -> dict:
             "topics": [{"match": {"prefix": prefix}, "encrypt": {"key_from": {"fixed": "writer/k"}}}]}
 
 
-def reader_config(keyring: Path, prefix: str) -> dict:
-    """A decrypting sidecar for the same topics; plaintext on them is refused (error)."""
+def reader_config(keyring: Path, prefix: str, on_denied: str = "error", placeholder: str = "") -> dict:
+    """A decrypting sidecar for the same topics; plaintext on them is refused (`on_denied`)."""
+    rule = {"match": {"prefix": prefix}, "require_encrypted": True, "on_denied": on_denied}
+    if placeholder:
+        rule["redact_placeholder"] = placeholder
     return {"kms": {"writer": {"type": "local", "keyring": str(keyring)}},
-            "grants": {"decrypt": ["writer/k"]},
-            "topics": [{"match": {"prefix": prefix}, "require_encrypted": True, "on_denied": "error"}]}
+            "grants": {"decrypt": ["writer/k"]}, "topics": [rule]}
 
 
-def start_sidecar_pair(env, prefix: str):
+def start_sidecar_pair(env, prefix: str, **reader_options):
     """Keyrings (writer's key granted to the reader) and the two sidecars, in an EncEnv."""
     env.create_keyring("writer", "writer", "k")
     env.grant_keyring("writer", "reader", "reader", "k")
     w = env.start_sidecar("writer", writer_config(env.keyrings["writer"], prefix))
-    r = env.start_sidecar("reader", reader_config(env.keyrings["reader"], prefix))
+    r = env.start_sidecar("reader", reader_config(env.keyrings["reader"], prefix, **reader_options))
     return w, r
