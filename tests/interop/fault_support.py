@@ -188,11 +188,17 @@ def open_fds(pid: int) -> int:
     return len(os.listdir(f"/proc/{pid}/fd"))
 
 
+FIELDS_PREFIX = "fieldenc-"  # topics whose JSON fields `ssn` and `name` are encrypted one by one
+
+
 def writer_config(keyring: Path, prefix: str) -> dict:
-    """An encrypting sidecar: every topic starting with `prefix` is sealed with writer/k."""
+    """An encrypting sidecar: every topic starting with `prefix` is sealed with writer/k as a
+    whole value; on FIELDS_PREFIX topics the fields `ssn` and `name` are."""
     return {"kms": {"writer": {"type": "local", "keyring": str(keyring)}},
             "grants": {"encrypt": ["writer/k"]},
-            "topics": [{"match": {"prefix": prefix}, "encrypt": {"key_from": {"fixed": "writer/k"}}}]}
+            "topics": [{"match": {"prefix": prefix}, "encrypt": {"key_from": {"fixed": "writer/k"}}},
+                       {"match": {"prefix": FIELDS_PREFIX},
+                        "encrypt": {"key_from": {"fixed": "writer/k"}, "fields": ["ssn", "name"]}}]}
 
 
 def reader_config(keyring: Path, prefix: str, on_denied: str = "error", placeholder: str = "") -> dict:
@@ -200,8 +206,10 @@ def reader_config(keyring: Path, prefix: str, on_denied: str = "error", placehol
     rule = {"match": {"prefix": prefix}, "require_encrypted": True, "on_denied": on_denied}
     if placeholder:
         rule["redact_placeholder"] = placeholder
+    fields_rule = {"match": {"prefix": FIELDS_PREFIX}, "require_encrypted": True, "on_denied": on_denied,
+                   "on_denied_field": "redact"}
     return {"kms": {"writer": {"type": "local", "keyring": str(keyring)}},
-            "grants": {"decrypt": ["writer/k"]}, "topics": [rule]}
+            "grants": {"decrypt": ["writer/k"]}, "topics": [rule, fields_rule]}
 
 
 def start_sidecar_pair(env, prefix: str, **reader_options):

@@ -9,7 +9,8 @@ on_denied: redact, so a record it cannot open comes back as the placeholder).
 - one bit is flipped in each stored batch object (in turn in the envelope header, the wrapped
   key, the nonce and the ciphertext, with the batch CRC recomputed as an attacker would):
   every flipped record is refused (placeholder), none is returned as plaintext or garbage;
-- an envelope copied into another topic under the same key does not open there.
+- an envelope copied into another topic under the same key does not open there, and an
+  encrypted JSON field moved to another field of its record does not open there.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ import uuid
 import pytest
 
 from enc_support import EncEnv, MAGIC, parse_envelope, raw_fetch
-from fault_support import MotoS3, S3Tansu, start_sidecar_pair
+from fault_support import FIELDS_PREFIX, MotoS3, S3Tansu, start_sidecar_pair
 from kafka.record.util import calc_crc32c
 
 PREFIX = "leak-"
@@ -171,3 +172,36 @@ def test_envelope_replayed_into_another_topic_does_not_open(env):
     assert [v for _, _, v in got] == [PLACEHOLDER.encode()] * 10, \
         f"replayed envelopes opened in another topic: {[v for _, _, v in got if v != PLACEHOLDER.encode()][:2]}"
     assert sorted(v for _, _, v in consume_all(env.reader.bootstrap, src, 10)) == sorted(values)
+
+
+def produce_raw(bootstrap: str, topic: str, records: list):
+    """(value, headers) pairs, straight as given (no sidecar)."""
+    from confluent_kafka import Producer
+
+    p = Producer({"bootstrap.servers": bootstrap, "acks": "all", "compression.type": "none"})
+    for value, headers in records:
+        p.produce(topic, value=value, headers=headers, partition=0)
+    assert p.flush(60) == 0
+
+
+def test_encrypted_field_moved_to_another_field_does_not_open(env):
+    src = f"{FIELDS_PREFIX}move-src-{uuid.uuid4().hex[:6]}"
+    env.create_topic(src, 1)
+    docs = [{"ssn": f"SSN-{uuid.uuid4().hex}", "name": f"NAME-{uuid.uuid4().hex}", "i": i} for i in range(10)]
+    produce(env.writer.bootstrap, src, [json.dumps(d).encode() for d in docs])
+    stored = raw_fetch(env.broker_port, src, 0).records
+    assert len(stored) == 10
+    swapped = []
+    for r in stored:
+        doc = json.loads(r.value)
+        assert doc["ssn"].startswith("veil:1:") and doc["name"].startswith("veil:1:"), f"fields not encrypted: {doc}"
+        doc["ssn"], doc["name"] = doc["name"], doc["ssn"]
+        swapped.append((json.dumps(doc).encode(), r.headers))
+    produce_raw(env.broker, src, swapped)  # the same topic, the fields swapped
+    got = [json.loads(v) for _, _, v in consume_all(env.reader.bootstrap, src, 20)]
+    assert got[:10] == docs, "the untouched records did not decrypt"
+    secrets_ = {d["ssn"] for d in docs} | {d["name"] for d in docs}
+    leaked = [g for g in got[10:] if {g.get("ssn"), g.get("name")} & secrets_]
+    opened = [g for g in got[10:] if g.get("ssn") != "[redacted]" or g.get("name") != "[redacted]"]
+    print(f"field move: 10 records with ssn and name swapped, {10 - len(opened)} refused both fields, {len(leaked)} leaked")
+    assert not leaked and not opened, f"moved fields opened: {(leaked or opened)[:2]}"
