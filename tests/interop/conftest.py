@@ -217,17 +217,7 @@ def tansu(request, tmp_path):
     proc = Proc("tansu", [tansu_binary(), "broker", "--listener-url", url, "--advertised-listener-url", url],
                 tmp_path / "tansu.log")
     try:
-        wait_for_port(proc, port, 20)
-        deadline = time.monotonic() + 20
-        while True:
-            try:
-                if api_versions_ok(port):
-                    break
-            except OSError:
-                pass
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"tansu on {port} does not answer ApiVersions\n{proc.tail()}")
-            time.sleep(0.1)
+        wait_for_api_versions(proc, port, 20)
         yield Broker("127.0.0.1", port, proc)
     finally:
         proc.stop()

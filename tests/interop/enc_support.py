@@ -25,7 +25,7 @@ from typing import Callable, Optional
 
 from clients import ConfluentClient, ConsumeOpts, Rec
 from conftest import (Proc, _log_tail, api_versions_ok, free_port, free_port_block, tansu_binary,
-                      veil_binary, wait_for_port)
+                      veil_binary, wait_for_api_versions, wait_for_port)
 
 MAGIC = bytes.fromhex("c156454c")
 END_KEY = b"end"  # tombstones with this key end every partition: visible to every consumer
@@ -322,17 +322,7 @@ class EncEnv:
         proc = Proc("tansu", [tansu_binary(), "broker", "--listener-url", url, "--advertised-listener-url", url],
                     self.dir / "tansu.log")
         self.procs.append(proc)
-        wait_for_port(proc, port, 20)
-        deadline = time.monotonic() + 20
-        while True:
-            try:
-                if api_versions_ok(port):
-                    break
-            except OSError:
-                pass
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"tansu on {port} does not answer ApiVersions\n{proc.tail()}")
-            time.sleep(0.1)
+        wait_for_api_versions(proc, port, 20)
         self.broker_port = port
         self.broker_proc = proc
 
