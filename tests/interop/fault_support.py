@@ -121,6 +121,8 @@ class TcpRelay:
         self.pairs: list[tuple[socket.socket, socket.socket]] = []
         self.resets = 0
         self.closed = False
+        self.to_upstream = 0  # bytes relayed, for diagnosing stalls
+        self.from_upstream = 0
         threading.Thread(target=self._accept, daemon=True).start()
 
     def _accept(self):
@@ -137,17 +139,17 @@ class TcpRelay:
                 continue
             with self.lock:
                 self.pairs.append((client, upstream))
-            threading.Thread(target=self._pump, args=(client, upstream), daemon=True).start()
-            threading.Thread(target=self._pump, args=(upstream, client), daemon=True).start()
+            threading.Thread(target=self._pump, args=(client, upstream, "to_upstream"), daemon=True).start()
+            threading.Thread(target=self._pump, args=(upstream, client, "from_upstream"), daemon=True).start()
 
-    @staticmethod
-    def _pump(src: socket.socket, dst: socket.socket):
+    def _pump(self, src: socket.socket, dst: socket.socket, counter: str):
         try:
             while True:
                 data = src.recv(65536)
                 if not data:
                     break
                 dst.sendall(data)
+                setattr(self, counter, getattr(self, counter) + len(data))
         except OSError:
             pass
         for s in (src, dst):

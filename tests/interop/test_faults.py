@@ -73,11 +73,18 @@ def env(tmp_path_factory):
         e.teardown()
 
 
-def wait_acked(s: HealthyStream, n: int, timeout: float = 60):
+def wait_acked(s: HealthyStream, n: int, timeout: float = 60, relay: TcpRelay | None = None):
+    """Waits for `n` acknowledgements; on timeout the message shows, per 5 s, the records acked
+    and (with `relay`) the bytes that went to and came from the broker, to place a stall."""
     deadline = time.monotonic() + timeout
+    trace, last = [], 0.0
     while len(s.acked) < n and time.monotonic() < deadline:
+        if relay and time.monotonic() - last >= 5:
+            last = time.monotonic()
+            trace.append((len(s.acked), relay.to_upstream, relay.from_upstream))
         time.sleep(0.1)
-    assert len(s.acked) >= n, f"only {len(s.acked)} of {n} records acknowledged within {timeout} s: {s.failed[:3]}"
+    assert len(s.acked) >= n, (f"only {len(s.acked)} of {n} records acknowledged within {timeout} s: {s.failed[:3]}; "
+                               f"(acked, bytes to broker, bytes from broker) every 5 s: {trace}")
 
 
 def assert_stored_sealed(env: FaultEnv, s: HealthyStream):
@@ -130,10 +137,10 @@ def test_upstream_connection_reset(env):
     resets = 0
     try:
         for i in range(3):
-            wait_acked(s, 200 * (i + 1))
+            wait_acked(s, 200 * (i + 1), relay=env.relay)
             resets += env.relay.reset_all()
             time.sleep(0.5)
-        wait_acked(s, len(s.acked) + 200, timeout=90)
+        wait_acked(s, len(s.acked) + 200, timeout=90, relay=env.relay)
     finally:
         s.finish()
     problems = s.problems(min_acked=800) + env.sidecars_alive()
