@@ -66,6 +66,8 @@ final class ProxyConnection: @unchecked Sendable {
     private var draining = false
     /// Why the connection is closing, when something went wrong; logged once at close.
     private var closeReason: String?
+    /// How an ordinary close came about, when worth saying (logged at info, not an error).
+    private var closeNote: String?
     private var requestCount = 0
     private var requestBytes = 0
     private var responseBytes = 0
@@ -240,6 +242,26 @@ final class ProxyConnection: @unchecked Sendable {
         close()
     }
 
+    /// One side's channel went inactive: the other closes too. An upstream that hangs up, or
+    /// a client that leaves with requests unanswered, is said in the connection's one line.
+    func sideClosed(_ side: ProxySideHandler.Side) {
+        guard !closed else { return }
+        let waiting = exchanges.count
+        let broker = upstreamAddress.map { "\($0)" } ?? "broker"
+        switch side {
+        case .upstream where waiting > 0:
+            closeReason = "upstream \(broker) closed its connection with \(waiting) request(s) unanswered"
+            server.metrics.error(.network)
+        case .upstream:
+            closeNote = "upstream \(broker) closed its idle connection"
+        case .client where waiting > 0:
+            closeNote = "client disconnected with \(waiting) request(s) in flight"
+        case .client:
+            break
+        }
+        close()
+    }
+
     /// Closes both sides and logs the connection's one summary line.
     func close() {
         guard !closed else { return }
@@ -255,6 +277,8 @@ final class ProxyConnection: @unchecked Sendable {
         if let upstreamAddress { summary["upstream"] = "\(upstreamAddress)" }
         if let closeReason {
             logger.warning("closing connection: \(closeReason)", metadata: summary)
+        } else if let closeNote {
+            logger.info("connection closed: \(closeNote)", metadata: summary)
         } else {
             logger.info("connection closed", metadata: summary)
         }
@@ -303,6 +327,10 @@ final class ProxyConnection: @unchecked Sendable {
 
     func clientFrame(_ frame: ByteBuffer) {
         guard !closed, !refusing else { return }
+        if let peeked = RequestHeader.peek(frame), let refusal = RequestScreen.refusal(apiKey: peeked.apiKey, version: peeked.apiVersion) {
+            fail("refused request (correlation id \(peeked.correlationId)): \(refusal)")
+            return
+        }
         var body = frame
         let header: RequestHeader
         do {
@@ -345,6 +373,7 @@ final class ProxyConnection: @unchecked Sendable {
         case .apiVersions where !ApiVersionsRequest.versions.contains(header.apiVersion):
             // The protocol's answer to a too-new ApiVersions request: v0 layout, error 35,
             // and our own ApiVersions range so the client retries with one we support.
+            logger.info("client asked for ApiVersions v\(header.apiVersion); answered UNSUPPORTED_VERSION with Veil's range v0-v\(ApiVersionsRequest.versions.upperBound)")
             let response = ApiVersionsResponse(
                 errorCode: KafkaErrorCode.unsupportedVersion,
                 apiKeys: [.init(apiKey: ApiKey.apiVersions.rawValue, minVersion: 0, maxVersion: ApiVersionsRequest.versions.upperBound)])
@@ -665,7 +694,7 @@ final class ProxySideHandler: ChannelDuplexHandler {
     }
 
     func channelInactive(context: ChannelHandlerContext) {
-        connection.close()
+        connection.sideClosed(side)
         context.fireChannelInactive()
     }
 

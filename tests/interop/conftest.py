@@ -142,6 +142,21 @@ def api_versions_ok(port: int, timeout: float = 2.0) -> bool:
         return corr == 4242 and err == 0
 
 
+def wait_for_api_versions(proc: Proc, port: int, timeout: float):
+    """Waits until `proc` listens on `port` and answers ApiVersions there."""
+    wait_for_port(proc, port, timeout)
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            if api_versions_ok(port):
+                return
+        except OSError:
+            pass
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"{proc.name} on {port} does not answer ApiVersions\n{proc.tail()}")
+        time.sleep(0.1)
+
+
 def tansu_binary() -> str:
     if os.environ.get("TANSU_BIN"):
         return os.environ["TANSU_BIN"]
@@ -202,17 +217,7 @@ def start_tansu(log_path: Path, extra_args: tuple[str, ...] = ()) -> Broker:
     proc = Proc("tansu", [tansu_binary(), "broker", "--listener-url", url, "--advertised-listener-url", url,
                           *extra_args], log_path)
     try:
-        wait_for_port(proc, port, 20)
-        deadline = time.monotonic() + 20
-        while True:
-            try:
-                if api_versions_ok(port):
-                    break
-            except OSError:
-                pass
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"tansu on {port} does not answer ApiVersions\n{proc.tail()}")
-            time.sleep(0.1)
+        wait_for_api_versions(proc, port, 20)
     except BaseException:
         proc.stop()
         raise
@@ -228,7 +233,7 @@ def tansu(request, tmp_path):
     finally:
         broker.proc.stop()
         if _failed(request):
-            print(proc.tail())
+            print(broker.proc.tail())
 
 
 @dataclass
