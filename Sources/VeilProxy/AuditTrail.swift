@@ -1,3 +1,4 @@
+import CoreMetrics
 import NIOConcurrencyHelpers
 import Synchronization
 import VeilConfig
@@ -25,6 +26,11 @@ public final class AuditTrail: Sendable {
     public let denialEvents = Atomic<Int>(0)
     /// Records those denial lines cover.
     public let deniedRecords = Atomic<Int>(0)
+
+    /// The same three counts on /metrics, so a scrape and the file agree.
+    private let firstDecryptsMetric = Counter(label: "veil_audit_first_decrypts_total")
+    private let denialEventsMetric = Counter(label: "veil_audit_denial_events_total")
+    private let deniedRecordsMetric = Counter(label: "veil_audit_denied_records_total")
 
     private let fd: Int32
     public let path: String
@@ -63,10 +69,13 @@ public final class AuditTrail: Sendable {
                 let first = seen.withLockedValue { $0.insert("\(identity)\u{0}\(event.key.map(String.init(describing:)) ?? "")\u{0}\(event.topic)").inserted }
                 guard first else { continue }
                 firstDecrypts.add(1, ordering: .relaxed)
+                firstDecryptsMetric.increment()
                 lines += Self.line(event, identity: identity, time: clock(), kind: "first_decrypt", reason: nil)
             case .denied(let reason):
                 denialEvents.add(1, ordering: .relaxed)
                 deniedRecords.add(event.count, ordering: .relaxed)
+                denialEventsMetric.increment()
+                deniedRecordsMetric.increment(by: event.count)
                 lines += Self.line(event, identity: identity, time: clock(), kind: "denied", reason: reason)
             }
         }

@@ -31,6 +31,7 @@ from pathlib import Path
 
 import pytest
 
+from admin_support import metric, metric_sum, scrape
 from clients import ConfluentClient, Rec
 from conftest import Proc, free_port, free_port_block, veil_binary, wait_for_port
 from enc_support import END_KEY, EncEnv, consume_to_end, keyring_material, parse_envelope, produce, raw_fetch
@@ -62,6 +63,7 @@ class Governed:
         self.env = EncEnv(workdir)
         self.ports: dict[str, tuple[int, int]] = {}
         self.procs: dict[str, Proc] = {}
+        self.admin_ports: dict[str, int] = {}
 
     def setup(self):
         self.env.start_broker()
@@ -122,8 +124,10 @@ class Governed:
 
     def start(self, app: str) -> Proc:
         binary = veil_binary()
+        self.admin_ports[app] = free_port()
         proc = Proc(f"veil-{app}", [str(binary), "run", "--config", str(self.config(app)),
-                                    "--governance-key", str(self.dir / "gov.pub"), "--audit-log", str(self.audit(app))],
+                                    "--governance-key", str(self.dir / "gov.pub"), "--audit-log", str(self.audit(app)),
+                                    "--admin", f"127.0.0.1:{self.admin_ports[app]}"],
                     self.dir / f"veil-{app}.log")
         self.env.procs.append(proc)
         self.procs[app] = proc
@@ -245,6 +249,7 @@ def test_audit_trail_records_first_decrypts_and_denials_without_secrets(gov):
 
 def test_audit_counts_match_the_sidecar_metrics(gov):
     # Runs last in the module: stops the sales consumer to read its shutdown counts.
+    samples = scrape(gov.admin_ports["sales-consumer"])
     lines = [json.loads(l) for l in gov.audit("sales-consumer").read_text().splitlines()]
     proc = gov.procs["sales-consumer"]
     gov.env.stop_sidecar(type("S", (), {"proc": proc})())
@@ -254,6 +259,11 @@ def test_audit_counts_match_the_sidecar_metrics(gov):
     assert denied_in_trail > 0
     assert int(counts["audit_denied_records"]) == denied_in_trail == int(counts["denied"])
     assert int(counts["audit_first_decrypts"]) == sum(1 for l in lines if l["event"] == "first_decrypt")
+    # The metrics carry the same counts as the trail and the shutdown line.
+    assert metric(samples, "veil_audit_denied_records_total") == denied_in_trail
+    assert metric(samples, "veil_audit_denial_events_total") == sum(1 for l in lines if l["event"] == "denied")
+    assert metric(samples, "veil_audit_first_decrypts_total") == int(counts["audit_first_decrypts"])
+    assert metric_sum(samples, "veil_records_denied_total") == int(counts["denied"])
 
 
 def test_rotation_new_records_use_the_new_version_and_old_ones_stay_readable(gov):

@@ -31,6 +31,7 @@ import pytest
 
 from clients import Rec
 from conftest import free_port, veil_binary
+from admin_support import http_get, metric, metric_sum, scrape
 from enc_support import END_KEY, EncEnv, _fetch_v4, parse_envelope, produce, raw_fetch
 
 DEPTS = ("finance", "sales")
@@ -40,44 +41,6 @@ PLACEHOLDER = "<redacted>"
 # --------------------------------------------------------------------------
 # Admin endpoint helpers
 # --------------------------------------------------------------------------
-
-
-def http_get(port: int, path: str, timeout: float = 5.0) -> tuple[int, str]:
-    try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=timeout) as r:
-            return r.status, r.read().decode()
-    except urllib.error.HTTPError as e:
-        return e.code, e.read().decode()
-
-
-_SAMPLE = re.compile(r'^([a-zA-Z_:][a-zA-Z0-9_:]*)(?:\{(.*)\})?\s+(\S+)$')
-_LABEL = re.compile(r'(\w+)="((?:[^"\\]|\\.)*)"')
-
-
-def scrape(port: int) -> dict:
-    """/metrics parsed: {(name, frozenset(labels)): value}."""
-    status, text = http_get(port, "/metrics")
-    assert status == 200, f"/metrics answered {status}: {text}"
-    samples = {}
-    for line in text.splitlines():
-        if not line or line.startswith("#"):
-            continue
-        m = _SAMPLE.match(line)
-        assert m, f"not a Prometheus sample line: {line!r}"
-        labels = frozenset(_LABEL.findall(m.group(2) or ""))
-        samples[(m.group(1), labels)] = float(m.group(3))
-    return samples
-
-
-def metric(samples: dict, name: str, **labels) -> float:
-    """The sample with exactly these labels, 0 when absent (a counter never incremented)."""
-    return samples.get((name, frozenset(labels.items())), 0.0)
-
-
-def metric_sum(samples: dict, name: str, **labels) -> float:
-    """Sum over every sample of `name` whose labels include these."""
-    want = set(labels.items())
-    return sum(v for (n, ls), v in samples.items() if n == name and want <= set(ls))
 
 
 # --------------------------------------------------------------------------
