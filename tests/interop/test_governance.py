@@ -22,6 +22,7 @@ import json
 import os
 import re
 import shutil
+import signal
 import struct
 import subprocess
 import time
@@ -310,10 +311,15 @@ def test_destroying_a_key_shreds_its_records_for_every_identity(gov):
     assert f"destroyed in {len(holders)} of {len(holders)} keyrings" in out
     for path in gov.dir.rglob("*.keyring"):
         assert base64.b64encode(kek).decode() not in path.read_text(), path
-    # Sidecars load keyrings at start-up: the finance consumer's restart is when shredding reaches it.
+    # A reload (SIGHUP) reaches the running finance consumer without a restart: it loads its
+    # keyring again, with fresh data-key caches, so keys it had unwrapped are gone too.
     proc = gov.procs["finance-consumer"]
-    gov.env.stop_sidecar(type("S", (), {"proc": proc})())
-    gov.start("finance-consumer")
+    os.kill(proc.pid, signal.SIGHUP)
+    until = time.monotonic() + 15
+    while "reloaded" not in proc.log_path.read_text() and time.monotonic() < until:
+        time.sleep(0.1)
+    assert "reloaded" in proc.log_path.read_text(), f"no reload after SIGHUP:\n{proc.tail()}"
+    assert proc.alive()
     for topic in ("gov-shred", "gov-before"):
         assert departments(consume_to_end("confluent", gov.bootstrap("finance-consumer"), topic, [0])) == []
     # Another department's key is untouched.
