@@ -63,7 +63,7 @@ public struct UpstreamSASL: Sendable, Hashable {
     /// Mechanism, user and the secret's source, for start-up logs.
     public var summary: String {
         switch mechanism {
-        case .awsMSKIAM: "AWS_MSK_IAM, credentials from the environment, region \(region ?? "from AWS_REGION")"
+        case .awsMSKIAM: "AWS_MSK_IAM, credentials from the AWS credential chain, region \(region ?? "from AWS_REGION")"
         default: "\(mechanism) as user \(username ?? "?"), password from \(password.map(\.description) ?? "?")"
         }
     }
@@ -216,7 +216,7 @@ extension UpstreamSASL {
         let region = try fields["region"]?.nonEmptyString()
         if mechanism == .awsMSKIAM {
             if username != nil || password != nil {
-                throw node.error("AWS_MSK_IAM signs with AWS credentials from the environment; remove username and password_env/password_file")
+                throw node.error("AWS_MSK_IAM signs with AWS credentials (environment, profile or ECS task role); remove username and password_env/password_file")
             }
         } else {
             guard username != nil else { throw ConfigurationError(path: "\(node.path).username", problem: "required for \(mechanism)", line: node.line) }

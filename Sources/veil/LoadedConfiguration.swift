@@ -19,6 +19,8 @@ struct LoadedConfiguration: Sendable {
     var encryption: (filter: RecordEncryption, kms: CountingKMS)?
     /// The decrypt audit trail, when `--audit-log` names one.
     var audit: AuditTrail?
+    /// Where AWS_MSK_IAM logins get their credentials; primed by `veil run` before it listens.
+    var mskIAMCredentials: MSKIAMCredentials?
     /// The KMSes every filter uses, when topic policies are configured: readiness asks it for outages.
     var kms: CountingKMS?
 
@@ -115,14 +117,18 @@ struct LoadedConfiguration: Sendable {
         if let tls = configuration.listenerTLS {
             loaded.listenerTLS = try ListenerTLSContext.make(tls, requireClientCertificate: configuration.gateway?.usersFile == nil)
         }
-        loaded.security = try upstreamSecurity(configuration.upstream)
+        if configuration.upstream.sasl?.mechanism == .awsMSKIAM {
+            loaded.mskIAMCredentials = MSKIAMCredentials(logger: logger)
+        }
+        loaded.security = try upstreamSecurity(configuration.upstream, mskIAMCredentials: loaded.mskIAMCredentials)
         return loaded
     }
 
     /// Reads secrets now, so a missing one stops start-up rather than every connection.
-    static func upstreamSecurity(_ upstream: UpstreamConfiguration, environment: [String: String] = ProcessInfo.processInfo.environment)
-        throws -> UpstreamSecurity
-    {
+    static func upstreamSecurity(
+        _ upstream: UpstreamConfiguration, mskIAMCredentials: MSKIAMCredentials? = nil,
+        environment: [String: String] = ProcessInfo.processInfo.environment
+    ) throws -> UpstreamSecurity {
         var security = UpstreamSecurity()
         if let tls = upstream.tls { security.tls = try UpstreamTLSContext(tls) }
         guard let sasl = upstream.sasl else { return security }
@@ -140,14 +146,12 @@ struct LoadedConfiguration: Sendable {
             guard let region = sasl.region ?? environment["AWS_REGION"] ?? environment["AWS_DEFAULT_REGION"] else {
                 throw ConfigurationError(path: "upstream.sasl.region", problem: "AWS_MSK_IAM needs a region: set region or AWS_REGION")
             }
-            do {
-                _ = try SigningCredentials.fromEnvironment(environment)
-            } catch {
-                throw ConfigurationError(path: "upstream.sasl", problem: "\(error)")
+            guard let mskIAMCredentials else {
+                throw ConfigurationError(path: "upstream.sasl", problem: "AWS_MSK_IAM needs the AWS credential chain")
             }
-            // Credentials are read per connection, so rotated temporary credentials are picked up.
+            // The latest credentials from the chain, so renewed temporary ones are picked up.
             security.sasl = { broker throws(SaslError) in
-                let credentials = try SigningCredentials.fromEnvironment(ProcessInfo.processInfo.environment)
+                let credentials = try mskIAMCredentials.current()
                 return MSKIAMClient(credentials: credentials, region: region, host: broker.host,
                                     epochSeconds: Int64(Date().timeIntervalSince1970))
             }

@@ -75,6 +75,19 @@ struct Run: AsyncParsableCommand {
         AllocatorTuning.keepBuffersMapped()
         let group = MultiThreadedEventLoopGroup(numberOfThreads: System.coreCount)
         for line in loaded.securitySummary { logger.info("\(line)") }
+        // AWS_MSK_IAM signs each upstream login with the chain's credentials: have them before
+        // the first client connects, and keep them fresh after.
+        var mskRefresh: Task<Void, Never>?
+        if let msk = loaded.mskIAMCredentials {
+            do {
+                try await msk.refresh()
+            } catch {
+                logger.critical("invalid configuration: upstream.sasl: AWS_MSK_IAM: \(error)")
+                throw ExitCode(2)
+            }
+            mskRefresh = msk.keepFresh()
+        }
+        defer { mskRefresh?.cancel() }
         if let governanceKey, let config { logger.info("configuration \(config) verified: signed by the governance key in \(governanceKey)") }
         if let audit { logger.info("decrypt audit trail: \(audit.path)") }
         Gauge(label: "veil_info", dimensions: [

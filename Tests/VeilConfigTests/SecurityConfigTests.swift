@@ -37,7 +37,7 @@ import VeilSASL
         ("sasl: { mechanism: PLAIN, username: u, password: hunter2 }",
          "upstream.sasl.password: unknown key 'password' (expected one of mechanism, username, password_env, password_file, region)"),
         ("sasl: { mechanism: AWS_MSK_IAM, username: u }",
-         "upstream.sasl: AWS_MSK_IAM signs with AWS credentials from the environment; remove username and password_env/password_file"),
+         "upstream.sasl: AWS_MSK_IAM signs with AWS credentials (environment, profile or ECS task role); remove username and password_env/password_file"),
     ])
     func upstreamErrors(_ fragment: String, _ expected: String) {
         do {

@@ -14,11 +14,14 @@ of it:
 from __future__ import annotations
 
 import asyncio
+import calendar
 import datetime
 import ipaddress
+import json
 import shutil
 import struct
 import subprocess
+import sys
 import threading
 import time
 from dataclasses import dataclass, field
@@ -26,6 +29,10 @@ from pathlib import Path
 from typing import Optional
 
 from conftest import Broker, Proc, api_versions_ok, free_port, tansu_binary, wait_for_port
+
+# The independent AWS_MSK_IAM payload builder (tests/sasl), used here to check Veil's logins.
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "sasl"))
+import msk_iam_reference  # noqa: E402
 
 # ---------------------------------------------------------------------------------------
 # Certificates
@@ -196,13 +203,15 @@ class FrontStats:
 
 
 class SaslFront:
-    """Kafka SASL in front of a plaintext broker. Users: {name: password}."""
+    """Kafka SASL in front of a plaintext broker. Users: {name: password}. With `iam_keys`
+    ({access key id: secret key}) it also accepts AWS_MSK_IAM, checking each login's SigV4
+    signature by recomputing it with the independent reference builder in tests/sasl."""
 
-    MECHANISMS = ["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"]
-
-    def __init__(self, users: dict, upstream_port: int, port: Optional[int] = None):
+    def __init__(self, users: dict, upstream_port: int, port: Optional[int] = None, iam_keys: Optional[dict] = None):
         from scramp import ScramMechanism
 
+        self.mechanisms = ["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] + (["AWS_MSK_IAM"] if iam_keys else [])
+        self.iam_keys = iam_keys or {}
         self.users = users
         self.upstream_port = upstream_port
         self.port = port or free_port()
@@ -267,9 +276,9 @@ class SaslFront:
                     mechanism = body[2:2 + n].decode()
                     self.stats.handshakes += 1
                     self.stats.mechanisms.append(mechanism)
-                    ok = mechanism in self.MECHANISMS
-                    out = struct.pack(">h", 0 if ok else 33) + struct.pack(">i", len(self.MECHANISMS))
-                    for m in self.MECHANISMS:
+                    ok = mechanism in self.mechanisms
+                    out = struct.pack(">h", 0 if ok else 33) + struct.pack(">i", len(self.mechanisms))
+                    for m in self.mechanisms:
                         out += struct.pack(">h", len(m)) + m.encode()
                     self._respond(writer, corr, out, flexible=False)
                     await writer.drain()
@@ -287,7 +296,11 @@ class SaslFront:
                     auth = body[4:4 + n]
                 error, reply, done = 0, b"", False
                 try:
-                    if mechanism == "PLAIN":
+                    if mechanism == "AWS_MSK_IAM":
+                        self.stats.attempts += 1
+                        self._check_msk_iam(auth)
+                        done = True
+                    elif mechanism == "PLAIN":
                         self.stats.attempts += 1
                         _, user, password = auth.split(b"\0", 2)
                         self.stats.users.append(user.decode())
@@ -339,6 +352,23 @@ class SaslFront:
             for w in (writer, up_writer):
                 if w is not None:
                     w.close()
+
+    def _check_msk_iam(self, auth: bytes):
+        """Raises unless `auth` is an AWS_MSK_IAM payload signed with a known key, fresh, for
+        kafka-cluster:Connect."""
+        payload = json.loads(auth)
+        key_id, scope = payload["x-amz-credential"].split("/", 1)
+        self.stats.users.append(key_id)
+        if key_id not in self.iam_keys:
+            raise ValueError(f"unknown access key {key_id}")
+        region = scope.split("/")[1]
+        epoch = calendar.timegm(time.strptime(payload["x-amz-date"], "%Y%m%dT%H%M%SZ"))
+        if abs(time.time() - epoch) > 300:
+            raise ValueError("signature date too far from now")
+        expected = msk_iam_reference.build(key_id, self.iam_keys[key_id], payload.get("x-amz-security-token"), region,
+                                           payload["host"], epoch, payload["user-agent"])
+        if json.loads(expected["payload"]) != payload:
+            raise ValueError("signature does not match")
 
     @staticmethod
     def _body(frame: bytes, api_key: int, version: int) -> tuple[bytes, bool]:
