@@ -120,14 +120,7 @@ extension JSONCursor {
             path.pop()
             previousValueEnd = index
             position += 1
-            skipWhitespace()
-            if current == UInt8(ascii: ",") {
-                index += 1
-                skipWhitespace()
-                continue
-            }
-            try expect(close, isObject ? "',' or '}'" : "',' or ']'")
-            return
+            guard try moreElements(close: close, isObject ? "',' or '}'" : "',' or ']'") else { return }
         }
     }
 }

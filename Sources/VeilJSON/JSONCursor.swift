@@ -56,6 +56,20 @@ struct JSONCursor {
         index += 1
     }
 
+    /// After a container element: consumes a `,` (true: another element follows) or the
+    /// closing byte `close` (false: the container ended); anything else is an error.
+    @inline(__always)
+    mutating func moreElements(close: UInt8, _ what: String) throws(JSONSyntaxError) -> Bool {
+        skipWhitespace()
+        if current == UInt8(ascii: ",") {
+            index += 1
+            skipWhitespace()
+            return true
+        }
+        try expect(close, what)
+        return false
+    }
+
     /// After the root value: only whitespace may follow.
     mutating func finish() throws(JSONSyntaxError) {
         skipWhitespace()
@@ -137,14 +151,7 @@ struct JSONCursor {
                 try expect(UInt8(ascii: ":"), "':'")
                 skipWhitespace()
                 try skipValue(depth: depth + 1)
-                skipWhitespace()
-                if current == UInt8(ascii: ",") {
-                    index += 1
-                    skipWhitespace()
-                    continue
-                }
-                try expect(UInt8(ascii: "}"), "',' or '}'")
-                return
+                guard try moreElements(close: UInt8(ascii: "}"), "',' or '}'") else { return }
             }
         case UInt8(ascii: "["):
             guard depth < Self.maximumDepth else { throw error("nested deeper than \(Self.maximumDepth) levels") }
@@ -153,14 +160,7 @@ struct JSONCursor {
             if current == UInt8(ascii: "]") { index += 1; return }
             while true {
                 try skipValue(depth: depth + 1)
-                skipWhitespace()
-                if current == UInt8(ascii: ",") {
-                    index += 1
-                    skipWhitespace()
-                    continue
-                }
-                try expect(UInt8(ascii: "]"), "',' or ']'")
-                return
+                guard try moreElements(close: UInt8(ascii: "]"), "',' or ']'") else { return }
             }
         case UInt8(ascii: "t"): try skipLiteral("true")
         case UInt8(ascii: "f"): try skipLiteral("false")

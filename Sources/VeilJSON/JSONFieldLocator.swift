@@ -200,14 +200,7 @@ extension JSONCursor {
                 path.push(.member(name.range))
                 try child(depth: depth, next: next, set: set, path: &path, into: &matches)
                 path.pop()
-                skipWhitespace()
-                if current == UInt8(ascii: ",") {
-                    index += 1
-                    skipWhitespace()
-                    continue
-                }
-                try expect(UInt8(ascii: "}"), "',' or '}'")
-                return
+                guard try moreElements(close: UInt8(ascii: "}"), "',' or '}'") else { return }
             }
         } else if byte == UInt8(ascii: "[") {
             guard depth < Self.maximumDepth else { throw error("nested deeper than \(Self.maximumDepth) levels") }
@@ -221,14 +214,7 @@ extension JSONCursor {
                 try child(depth: depth, next: next, set: set, path: &path, into: &matches)
                 path.pop()
                 element += 1
-                skipWhitespace()
-                if current == UInt8(ascii: ",") {
-                    index += 1
-                    skipWhitespace()
-                    continue
-                }
-                try expect(UInt8(ascii: "]"), "',' or ']'")
-                return
+                guard try moreElements(close: UInt8(ascii: "]"), "',' or ']'") else { return }
             }
         } else {
             // A scalar has nothing below it for the remaining paths.

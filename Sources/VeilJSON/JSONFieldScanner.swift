@@ -64,14 +64,7 @@ public enum JSONFieldScanner {
                 } else {
                     try cursor.skipValue(depth: 0)
                 }
-                cursor.skipWhitespace()
-                if cursor.current == UInt8(ascii: ",") {
-                    cursor.index += 1
-                    cursor.skipWhitespace()
-                    continue
-                }
-                try cursor.expect(UInt8(ascii: "}"), "',' or '}'")
-                break
+                guard try cursor.moreElements(close: UInt8(ascii: "}"), "',' or '}'") else { break }
             }
         }
         try cursor.finish()
