@@ -127,7 +127,15 @@ package struct ConfigNode {
 
     /// The allowed key a typo most likely meant: within two edits, and closer than any other.
     static func closest(to word: String, in candidates: [String]) -> String? {
-        let scored = candidates.map { ($0, editDistance(word, $0)) }.filter { $0.1 <= 2 && $0.1 < word.count }
+        let letters = Array(word)
+        // An edit distance is at least the difference in length, so most candidates are
+        // ruled out without filling a table (fuzzed or pasted keys can be long).
+        let scored = candidates.compactMap { candidate -> (String, Int)? in
+            let other = Array(candidate)
+            guard abs(other.count - letters.count) <= 2 else { return nil }
+            let distance = editDistance(letters, other)
+            return distance <= 2 && distance < letters.count ? (candidate, distance) : nil
+        }
         guard let best = scored.min(by: { $0.1 < $1.1 }), scored.filter({ $0.1 == best.1 }).count == 1 else { return nil }
         return best.0
     }
@@ -135,19 +143,24 @@ package struct ConfigNode {
     /// Edit distance counting insertions, deletions, substitutions and swaps of adjacent
     /// letters (the usual typos: `tsl` is one edit from `tls`).
     static func editDistance(_ a: String, _ b: String) -> Int {
-        let a = Array(a), b = Array(b)
-        var beforePrevious: [Int] = []
+        editDistance(Array(a), Array(b))
+    }
+
+    private static func editDistance(_ a: [Character], _ b: [Character]) -> Int {
+        // Three rolling rows, reused: the swap rule looks two rows back.
+        var beforePrevious = [Int](repeating: 0, count: b.count + 1)
         var previous = Array(0...b.count)
+        var current = [Int](repeating: 0, count: b.count + 1)
         for i in stride(from: 1, through: a.count, by: 1) {
-            var current = [i] + Array(repeating: 0, count: b.count)
+            current[0] = i
             for j in stride(from: 1, through: b.count, by: 1) {
                 current[j] = min(previous[j] + 1, current[j - 1] + 1, previous[j - 1] + (a[i - 1] == b[j - 1] ? 0 : 1))
                 if i > 1, j > 1, a[i - 1] == b[j - 2], a[i - 2] == b[j - 1] {
                     current[j] = min(current[j], beforePrevious[j - 2] + 1)
                 }
             }
-            beforePrevious = previous
-            previous = current
+            swap(&beforePrevious, &previous)
+            swap(&previous, &current)
         }
         return previous[b.count]
     }
