@@ -38,7 +38,7 @@ package struct ConfigNode {
     }
 
     package var isNull: Bool {
-        if case .scalar(let scalar) = self.node { return self.node.tag.rawValue == Tag.Name.null.rawValue }
+        if case .scalar = self.node { return self.node.tag.rawValue == Tag.Name.null.rawValue }
         return false
     }
 
@@ -64,7 +64,7 @@ package struct ConfigNode {
     }
 
     package func int(in range: ClosedRange<Int>) throws(ConfigurationError) -> Int {
-        guard case .scalar(let scalar) = self.node, self.node.tag.rawValue == Tag.Name.int.rawValue, let value = self.node.int else {
+        guard case .scalar = self.node, self.node.tag.rawValue == Tag.Name.int.rawValue, let value = self.node.int else {
             throw self.error("expected an integer, got \(self.describeValue)")
         }
         guard range.contains(value) else {
@@ -74,7 +74,7 @@ package struct ConfigNode {
     }
 
     package func bool() throws(ConfigurationError) -> Bool {
-        guard case .scalar(let scalar) = self.node, self.node.tag.rawValue == Tag.Name.bool.rawValue, let value = self.node.bool else {
+        guard case .scalar = self.node, self.node.tag.rawValue == Tag.Name.bool.rawValue, let value = self.node.bool else {
             throw self.error("expected true or false, got \(self.describeValue)")
         }
         return value

@@ -99,11 +99,16 @@ struct ConfigurationCheck {
     private(set) var keyrings: [String: Keyring] = [:]
     private(set) var findings: [Finding] = []
 
-    init(_ configuration: VeilConfiguration) {
+    /// Grants lapsing within this many seconds are reported, so a renewal is not missed.
+    static let expiryNotice: Int64 = 7 * 86_400
+
+    init(_ configuration: VeilConfiguration, now: UTCTimestamp = .now()) {
         self.configuration = configuration
         for name in configuration.kms.keys.sorted() { self.load(kms: name) }
         self.checkGrants(configuration.grants.encrypt, path: "grants.encrypt", use: "encrypt")
         self.checkGrants(configuration.grants.decrypt, path: "grants.decrypt", use: "decrypt")
+        self.checkExpiries(configuration.grants.encryptExpiry, path: "grants.encrypt", use: "encryption", now: now)
+        self.checkExpiries(configuration.grants.decryptExpiry, path: "grants.decrypt", use: "decryption", now: now)
         for (index, topic) in configuration.topics.enumerated() {
             self.checkTopic(topic, path: "topics[\(index)]")
         }
@@ -135,6 +140,35 @@ struct ConfigurationCheck {
                     message: "key \(key) is granted but \(missing), so Veil could not \(use) with it. "
                         + self.fix(for: key)))
         }
+    }
+
+    // A lapsed grant is not a broken file (the sidecar runs and refuses that key), so these are
+    // warnings; they exist because nothing else tells the operator before records are refused.
+    private mutating func checkExpiries(
+        _ expiries: [KeyReference: UTCTimestamp], path: String, use: String, now: UTCTimestamp
+    ) {
+        for key in expiries.keys.sorted(by: { $0.description < $1.description }) {
+            let until = expiries[key]!
+            let remaining = until.secondsSinceEpoch - now.secondsSinceEpoch
+            if remaining <= 0 {
+                self.findings.append(
+                    Finding(
+                        severity: .warning, path: path,
+                        message: "the grant for \(key) expired at \(until); it allows no \(use) until it is renewed"))
+            } else if remaining <= Self.expiryNotice {
+                self.findings.append(
+                    Finding(
+                        severity: .warning, path: path,
+                        message: "the grant for \(key) expires at \(until), in \(Self.duration(remaining)); "
+                            + "\(use) under it stops then unless it is renewed"))
+            }
+        }
+    }
+
+    private static func duration(_ seconds: Int64) -> String {
+        if seconds >= 86_400 { return "\(seconds / 86_400) d \(seconds % 86_400 / 3600) h" }
+        if seconds >= 3600 { return "\(seconds / 3600) h \(seconds % 3600 / 60) min" }
+        return "\(seconds / 60) min \(seconds % 60) s"
     }
 
     private mutating func checkTopic(_ topic: TopicPolicy, path: String) {
@@ -216,12 +250,15 @@ struct ConfigurationCheck {
                 lines.append("  \(name): AWS KMS \(region)\(endpoint.map { " at \($0)" } ?? "")\(profile.map { ", profile \($0)" } ?? "")")
             }
         }
-        func list(_ keys: Set<KeyReference>) -> String {
-            keys.isEmpty ? "none" : keys.map(\.description).sorted().joined(separator: ", ")
+        func list(_ keys: Set<KeyReference>, _ expiry: [KeyReference: UTCTimestamp]) -> String {
+            guard !keys.isEmpty else { return "none" }
+            return keys.sorted(by: { $0.description < $1.description })
+                .map { key in expiry[key].map { "\(key) (until \($0))" } ?? key.description }
+                .joined(separator: ", ")
         }
         lines.append("grants:")
-        lines.append("  encrypt: \(list(c.grants.encrypt))")
-        lines.append("  decrypt: \(list(c.grants.decrypt))")
+        lines.append("  encrypt: \(list(c.grants.encrypt, c.grants.encryptExpiry))")
+        lines.append("  decrypt: \(list(c.grants.decrypt, c.grants.decryptExpiry))")
         lines.append(
             "dek: rotate after \(c.dek.maxEncryptions) encryptions or \(c.dek.maxAgeSeconds) s; "
                 + "\(c.dek.decryptCacheEntries) unwrapped keys cached")

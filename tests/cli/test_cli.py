@@ -377,6 +377,31 @@ def test_check_encrypt_grant_missing_from_keyring(tmp_path: Path):
     assert "finance/department-key" not in r.err
 
 
+def test_check_reports_grant_expiries(tmp_path: Path):
+    """A lapsed grant and one lapsing within a week are warnings naming the key and the time;
+    one lapsing later is only shown in the summary."""
+    import datetime
+    now = datetime.datetime.now(datetime.timezone.utc).replace(microsecond=0)
+    stamp = lambda delta: (now + delta).strftime("%Y-%m-%dT%H:%M:%SZ")
+    past, soon, later = stamp(-datetime.timedelta(hours=1)), stamp(datetime.timedelta(days=2, hours=3, minutes=30)), \
+        stamp(datetime.timedelta(days=30))
+    demo_keyrings(tmp_path)
+    for when, expect in ((past, f"warning: grants.decrypt: the grant for finance/department-key expired at {past}; "
+                                "it allows no decryption until it is renewed"),
+                         (soon, f"warning: grants.decrypt: the grant for finance/department-key expires at {soon}, "
+                                "in 2 d 3 h"),
+                         (later, None)):
+        config = demo_config(tmp_path, "finance.yaml", {
+            "decrypt: [finance/department-key]": f"decrypt: [{{ key: finance/department-key, expires: {when} }}]"})
+        r = check(tmp_path, config)
+        assert r.code == 0, r.err
+        assert f"decrypt: finance/department-key (until {when})" in r.out
+        if expect is None:
+            assert "grant for" not in r.err and "is valid (0 warnings)" in r.out, r.err
+        else:
+            assert expect in r.err and "is valid (1 warning)" in r.out, r.err
+
+
 def test_check_warns_about_topic_key_not_granted_for_encryption(tmp_path: Path):
     demo_keyrings(tmp_path)
     config = demo_config(tmp_path, "owner.yaml", {
