@@ -71,8 +71,11 @@ def test_key_policies_grant_exactly_the_veil_configs_grants(template):
     for service, role in SERVICES.items():
         want = grants_by_department(repo_config(service))
         role_props = resources[role]["Properties"]
-        assert "Policies" not in role_props and "ManagedPolicyArns" not in role_props, \
-            f"{role} must not carry its own permissions; the key policies grant KMS use"
+        assert "ManagedPolicyArns" not in role_props, f"{role} must carry no managed policies"
+        own = [a for p in role_props.get("Policies", []) for st in p["PolicyDocument"]["Statement"]
+               for a in (st["Action"] if isinstance(st["Action"], list) else [st["Action"]])]
+        assert own and all(a.startswith("kafka-cluster:") for a in own), \
+            f"{role} may carry MSK permissions only; the key policies grant KMS use: {own}"
         for dept, key in KEYS.items():
             statements = resources[key]["Properties"]["KeyPolicy"]["Statement"]
             actions = set()
@@ -101,12 +104,58 @@ def embedded_config(template: dict, service: str) -> tuple[str, dict]:
     assert veil["HealthCheck"]["Command"] == ["CMD", "/usr/local/bin/veil", "health"]
     (value,) = [e["Value"] for e in veil["Environment"] if e["Name"] == "VEIL_CONFIG"]
     text, variables = value["Fn::Sub"]
-    values = {"Brokers": "b-1.example:9094,b-2.example:9094", "AWS::Region": "eu-west-1",
+    values = {"Brokers": "b-1.example:9098,b-2.example:9098", "AWS::Region": "eu-west-1",
               "TopicName": template["Parameters"]["TopicName"]["Default"]} | FAKE_ARN
     for name in variables:
         assert name in values, f"unexpected substitution {name}"
     text = re.sub(r"\$\{([^}]+)\}", lambda m: values[m.group(1)], text)
     return text, yaml.safe_load(text)
+
+
+def role_actions(template: dict, role: str) -> dict[str, object]:
+    """The role's kafka-cluster actions, each with the resource it is allowed on."""
+    actions = {}
+    for policy in template["Resources"][role]["Properties"].get("Policies", []):
+        for st in policy["PolicyDocument"]["Statement"]:
+            assert st["Effect"] == "Allow"
+            for a in st["Action"] if isinstance(st["Action"], list) else [st["Action"]]:
+                actions[a] = st["Resource"]
+    return actions
+
+
+def test_msk_admits_only_iam_signed_sidecars_with_their_own_topic_rights(template):
+    """The cluster takes IAM over TLS only; the owner may write and not read, each consumer
+    may read and not write, every right is confined to this cluster and the seed topic, and
+    each sidecar signs in with AWS_MSK_IAM against the IAM bootstrap brokers."""
+    resources = template["Resources"]
+    auth = resources["MskCluster"]["Properties"]["ClientAuthentication"]
+    assert auth["Sasl"]["Iam"]["Enabled"] is True and auth["Unauthenticated"]["Enabled"] is False
+    assert "Tls" not in auth and "Scram" not in auth["Sasl"]
+    assert resources["MskCluster"]["Properties"]["EncryptionInfo"]["EncryptionInTransit"]["ClientBroker"] == "TLS"
+    (ingress,) = resources["MskSecurityGroup"]["Properties"]["SecurityGroupIngress"]
+    assert (ingress["FromPort"], ingress["ToPort"]) == (9098, 9098), "MSK's IAM listener is 9098"
+    topic = "topic/${AWS::StackName}-departments/*/${TopicName}"
+    for service, role in SERVICES.items():
+        actions = role_actions(template, role)
+        assert actions["kafka-cluster:Connect"] == {"Ref": "MskCluster"}
+        config = repo_config(service)
+        writes, reads = bool(grants_by_department(config)["encrypt"]), bool(grants_by_department(config)["decrypt"])
+        assert ("kafka-cluster:WriteData" in actions) == writes, f"{role}: WriteData iff config/{service}.yaml encrypts"
+        assert ("kafka-cluster:ReadData" in actions) == reads, f"{role}: ReadData iff config/{service}.yaml decrypts"
+        for action in ("kafka-cluster:WriteData", "kafka-cluster:ReadData", "kafka-cluster:DescribeTopic"):
+            if action in actions:
+                assert actions[action]["Fn::Sub"].endswith(topic), f"{role}: {action} must name only the seed topic"
+        for action, resource in actions.items():
+            assert "*" != resource and "kafka-cluster:*" != action, f"{role}: {action} on {resource} is too broad"
+        text, config = embedded_config(template, service)
+        assert config["upstream"]["tls"] is True
+        assert config["upstream"]["sasl"] == {"mechanism": "AWS_MSK_IAM", "region": "eu-west-1"}
+    task = resources["OwnerTaskDefinition"]["Properties"]["ContainerDefinitions"]
+    (veil,) = [c for c in task if c["Name"] == "veil"]
+    (value,) = [e["Value"] for e in veil["Environment"] if e["Name"] == "VEIL_CONFIG"]
+    assert value["Fn::Sub"][1]["Brokers"] == {"Fn::GetAtt": ["BootstrapBrokers", "SaslIam"]}
+    lambda_code = resources["BootstrapBrokersFunction"]["Properties"]["Code"]["ZipFile"]
+    assert '["BootstrapBrokerStringSaslIam"]' in lambda_code
 
 
 @pytest.mark.parametrize("service", list(SERVICES))
