@@ -52,7 +52,18 @@ struct ProduceEncryption {
         /// Whole-value encryptions under one granted key not yet added to `needed`.
         var run: (reference: KeyReference, count: Int)?
         for (ti, topic) in request.topics.enumerated() {
-            guard let policy = configuration.policy(forTopic: topic.name), let encryption = policy.encrypt else { continue }
+            guard let policy = configuration.policy(forTopic: topic.name) else { continue }
+            guard let encryption = policy.encrypt else {
+                guard policy.requireEncrypted else { continue }
+                let guardrail = PlaintextProduceGuard(identity: configuration.identity, maxUncompressedBytes: maxUncompressedBytes)
+                for partition in topic.partitions {
+                    guard let records = partition.records, let (code, message) = guardrail.refusal(topic: topic.name, records: records)
+                    else { continue }
+                    rejected.append(RejectedPartition(topic: topic.name, partition: partition.index, errorCode: code, message: message))
+                    log.warning("reject:\(topic.name):\(message)", "produce to \(topic.name) refused: \(message)")
+                }
+                continue
+            }
             for (pi, partition) in topic.partitions.enumerated() {
                 guard let records = partition.records else { continue }
                 func reject(_ code: Int16, _ message: String) {

@@ -1064,6 +1064,38 @@ def _injection(env, client, topic, rule, run):
 # --------------------------------------------------------------------------
 
 
+def test_plaintext_produce_through_a_consumer_sidecar_is_refused(env, client):
+    """A consumer's sidecar has no encrypt policy for the topic but requires encrypted records
+    there, so plaintext produced through it is refused at the producer (TOPIC_AUTHORIZATION_FAILED,
+    logged), nothing reaches the broker; envelopes read back as ciphertext (a mirroring app)
+    and tombstones still pass, and the refused plaintext never reaches a reader."""
+    run = tag()
+    topic = f"de-ct-consumer-produce-{run}"
+    env.create_topic(topic, 1)
+    w = Workload(run)
+    w.add("finance", 0, key=b"legit")
+    check_acks(produce(client, env.owner.bootstrap, topic, w.records), w.records)
+    envelope = read_broker(env, topic, [0])[f"{topic}/0"].records[0].value
+    assert envelope[:4] == MAGIC
+    extra = {"confluent": {"message.timeout.ms": 15000},
+             "kafka-python": {"retries": 0}, "aiokafka": {"request_timeout_ms": 15000}}[client]
+    injected = json.dumps({"department": "finance", "data": f"FROM-A-CONSUMER-{run}"}).encode()
+    out = produce(client, env.sales.bootstrap, topic, [Rec(b"plain", injected, (), 0)], extra=extra, timeout_s=30)
+    want = client_error_code(client, TOPIC_AUTHORIZATION_FAILED)
+    assert not out[0].ok and out[0].errno == want, f"plaintext through the sales sidecar: {out}"
+    assert read_broker(env, topic, [0])[f"{topic}/0"].high_watermark == 1, "the refused plaintext reached the broker"
+    assert warnings(env.sales, rf"produce to {re.escape(topic)} refused: .*require_encrypted.*identity 'sales' has no encrypt policy")
+    # What the sales consumer read (the ciphertext rule delivers envelopes as stored) it may write back.
+    out = produce(client, env.sales.bootstrap, topic, [Rec(b"mirrored", envelope, (), 0), Rec(END_KEY, None, (), 0)],
+                  extra=extra, timeout_s=30)
+    assert all(o.ok for o in out) and [o.offset for o in out] == [1, 2], out
+    stored = read_broker(env, topic, [0])[f"{topic}/0"].records
+    assert [(r.key, r.value) for r in stored[1:]] == [(b"mirrored", envelope), (END_KEY, None)]
+    got = {r.key: r.value for r in consume_to_end(client, env.finance.bootstrap, topic, [0])}
+    assert got[b"legit"] == got[b"mirrored"] == w.plain[0] and injected not in got.values()
+
+
+
 @pytest.mark.parametrize("case", ["keyring-lacks-key", "no-encrypt-grant", "unmatched-department"])
 def test_produce_fails_closed(env, client, case):
     """A record Veil cannot encrypt fails at the producer and nothing of it reaches the broker;
