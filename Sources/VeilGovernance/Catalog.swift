@@ -91,7 +91,8 @@ public struct Catalog {
         public var options: [(key: String, value: Node)]
         public var path: String
 
-        /// Whole-value encryption choosing a data class per record.
+        /// How records are encrypted: the whole value, or JSON fields, headers and the record
+        /// key, each under a data class chosen per record or fixed.
         public struct Encrypt {
             public var keyFrom: Node?
             /// Selector value to data class.
@@ -99,11 +100,41 @@ public struct Catalog {
             public var defaultClass: String?
             /// Every record of the topic is of this class.
             public var fixedClass: String?
+            /// JSON fields encrypted one by one (field-level encryption); nil: the whole value.
+            public var fields: [Part]?
+            /// Record headers encrypted by name.
+            public var headers: [Part]
+            /// The data class whose key encrypts record keys deterministically.
+            public var recordKeyClass: String?
             public var options: [(key: String, value: Node)]
 
             /// Every data class the policy can choose.
             public var allClasses: [String] {
-                classes.map(\.dataClass) + [defaultClass, fixedClass].compactMap { $0 }
+                classes.map(\.dataClass) + [defaultClass, fixedClass, recordKeyClass].compactMap { $0 }
+                    + ((fields ?? []) + headers).flatMap(\.selection.classes)
+            }
+        }
+
+        /// A JSON field (by path) or a header (by name) and the data class it is encrypted as.
+        public struct Part {
+            public var target: String
+            public var selection: Selection
+            public var path: String
+        }
+
+        /// How a part's data class is chosen.
+        public enum Selection {
+            /// The topic's own `key_from`/`classes`/`default_class`.
+            case topic
+            case fixed(String)
+            case perRecord(keyFrom: Node, classes: [(selector: String, dataClass: String)], defaultClass: String?)
+
+            var classes: [String] {
+                switch self {
+                case .topic: []
+                case .fixed(let dataClass): [dataClass]
+                case .perRecord(_, let classes, let defaultClass): classes.map(\.dataClass) + [defaultClass].compactMap { $0 }
+                }
             }
         }
 

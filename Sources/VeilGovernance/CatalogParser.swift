@@ -108,23 +108,84 @@ extension Catalog {
         let label = match.isMapping ? (try? match.mapping().entries.first.map { try $0.value.string() }) ?? nil : try? match.string()
         var encrypt: Topic.Encrypt?
         if let node = fields["encrypt"] {
-            let entry = try node.mapping(allowed: ["key_from", "classes", "default_class", "fixed_class", "on_unmatched", "bind_topic"])
-            var classes: [(selector: String, dataClass: String)] = []
-            for (key, value) in try entry["classes"]?.mapping().entries ?? [] {
-                classes.append((key.value, try value.nonEmptyString()))
-            }
+            let entry = try node.mapping(allowed: [
+                "key_from", "classes", "default_class", "fixed_class", "fields", "headers", "record_key", "on_unmatched",
+                "on_invalid_json", "bind_topic",
+            ])
+            let classes = try Self.classes(entry["classes"])
             let fixed = try entry["fixed_class"]?.nonEmptyString()
-            guard fixed != nil || entry["key_from"] != nil else {
-                throw node.error("needs key_from with classes (a data class per record) or fixed_class")
+            let topicSelects = fixed != nil || entry["key_from"] != nil
+            let parts = try entry["fields"].map { node throws(ConfigurationError) in
+                try Self.parts(node, target: "path", topicSelects: topicSelects)
+            }
+            let headers = try entry["headers"].map { node throws(ConfigurationError) in
+                try Self.parts(node, target: "name", topicSelects: topicSelects)
+            } ?? []
+            let recordKey = try entry["record_key"]?.nonEmptyString()
+            let partwise = parts != nil || !headers.isEmpty || recordKey != nil
+            guard fixed != nil || entry["key_from"] != nil || partwise else {
+                throw node.error("needs key_from with classes (a data class per record), fixed_class, or fields/headers/record_key")
+            }
+            if parts == nil, entry["on_invalid_json"] != nil {
+                throw node.error("on_invalid_json applies to field-level encryption only; add fields or remove it")
             }
             encrypt = Topic.Encrypt(
                 keyFrom: entry["key_from"]?.node, classes: classes, defaultClass: try entry["default_class"]?.nonEmptyString(),
-                fixedClass: fixed,
-                options: entry.entries.filter { ["on_unmatched", "bind_topic"].contains($0.key.value) }.map { ($0.key.value, $0.value.node) })
+                fixedClass: fixed, fields: parts, headers: headers, recordKeyClass: recordKey,
+                options: entry.entries.filter { ["on_unmatched", "on_invalid_json", "bind_topic"].contains($0.key.value) }
+                    .map { ($0.key.value, $0.value.node) })
         }
         return Topic(
             match: match.node, label: label ?? "topics[\(node.path)]", encrypt: encrypt,
             options: fields.entries.filter { !["match", "encrypt"].contains($0.key.value) }.map { ($0.key.value, $0.value.node) },
             path: node.path)
+    }
+
+    private static func classes(_ node: ConfigNode?) throws(ConfigurationError) -> [(selector: String, dataClass: String)] {
+        var classes: [(selector: String, dataClass: String)] = []
+        for (key, value) in try node?.mapping().entries ?? [] {
+            classes.append((key.value, try value.nonEmptyString()))
+        }
+        return classes
+    }
+
+    /// `fields` (target `path`) or `headers` (target `name`): each a bare target that uses the
+    /// topic's class selection, or `{ TARGET: …, class: C }`, or `{ TARGET: …, key_from: …,
+    /// classes: …, default_class: … }`.
+    private static func parts(_ node: ConfigNode, target: String, topicSelects: Bool) throws(ConfigurationError) -> [Topic.Part] {
+        var parts: [Topic.Part] = []
+        func topicSelection(_ entry: ConfigNode, _ name: String) throws(ConfigurationError) -> Topic.Selection {
+            guard topicSelects else {
+                throw entry.error("'\(name)' names no class, and the topic has no key_from or fixed_class to choose one")
+            }
+            return .topic
+        }
+        for entry in try node.list() {
+            guard entry.isMapping else {
+                let name = try entry.nonEmptyString()
+                parts.append(Topic.Part(target: name, selection: try topicSelection(entry, name), path: entry.path))
+                continue
+            }
+            let fields = try entry.mapping(allowed: [target, "class", "key_from", "classes", "default_class"])
+            let name = try fields.required(target).nonEmptyString()
+            let selection: Topic.Selection
+            if let fixed = fields["class"] {
+                guard fields["key_from"] == nil, fields["classes"] == nil, fields["default_class"] == nil else {
+                    throw fixed.error("class and key_from/classes/default_class exclude each other")
+                }
+                selection = .fixed(try fixed.nonEmptyString())
+            } else if let keyFrom = fields["key_from"] {
+                selection = .perRecord(
+                    keyFrom: keyFrom.node, classes: try Self.classes(fields["classes"]),
+                    defaultClass: try fields["default_class"]?.nonEmptyString())
+            } else {
+                guard fields["classes"] == nil, fields["default_class"] == nil else {
+                    throw entry.error("classes and default_class need key_from")
+                }
+                selection = try topicSelection(entry, name)
+            }
+            parts.append(Topic.Part(target: name, selection: selection, path: entry.path))
+        }
+        return parts
     }
 }

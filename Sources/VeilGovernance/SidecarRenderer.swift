@@ -93,7 +93,8 @@ public struct SidecarRenderer {
             grantEntries.append((purpose.rawValue, Node.sequence(Node.Sequence(items, .implicit, .flow))))
         }
         if !grantEntries.isEmpty { root.append(("grants", YAMLNodes.mapping(grantEntries))) }
-        let topics = catalog.topics.map { topic(for: $0, grants: grants) }
+        var topics: [Node] = []
+        for topic in catalog.topics { topics.append(try self.topic(for: topic, application: name, grants: grants)) }
         if !topics.isEmpty { root.append(("topics", Node.sequence(Node.Sequence(topics, .implicit, .block)))) }
 
         let body: String
@@ -107,29 +108,27 @@ public struct SidecarRenderer {
         return Rendered(yaml: header + body, keyrings: keyrings)
     }
 
-    private func topic(for topic: Catalog.Topic, grants: [Catalog.Grant]) -> Node {
+    private func topic(for topic: Catalog.Topic, application: String, grants: [Catalog.Grant]) throws(RenderError) -> Node {
         var entries: [(String, Node)] = [("match", topic.match)]
         if let encrypt = topic.encrypt {
             let encryptable = Set(grants.filter { $0.purpose == .encrypt }.compactMap { catalog.reference(domain: $0.domain, key: $0.key) })
-            func reference(_ dataClass: String) -> String? {
-                guard let resolved = catalog.dataClasses[dataClass], let reference = catalog.reference(domain: resolved.domain, key: resolved.key),
-                    encryptable.contains(reference)
-                else { return nil }
-                return reference
-            }
+            let chooser = ClassChooser(catalog: catalog, encryptable: encryptable)
             var block: [(String, Node)] = []
             if let fixed = encrypt.fixedClass {
-                if let key = reference(fixed) { block.append(("key_from", YAMLNodes.flowMapping([("fixed", YAMLNodes.string(key))]))) }
+                if let key = chooser.reference(fixed) { block.append(("key_from", YAMLNodes.flowMapping([("fixed", YAMLNodes.string(key))]))) }
             } else if let keyFrom = encrypt.keyFrom {
                 // Only the classes this application may encrypt: any other record is unmatched,
                 // and on_unmatched (reject by default) keeps it from being written in clear.
-                let keys = encrypt.classes.compactMap { entry in reference(entry.dataClass).map { (entry.selector, YAMLNodes.string($0)) } }
-                let fallback = encrypt.defaultClass.flatMap(reference)
-                if !keys.isEmpty || fallback != nil {
-                    block.append(("key_from", keyFrom))
-                    if !keys.isEmpty { block.append(("keys", YAMLNodes.mapping(keys))) }
-                    if let fallback { block.append(("default_key", YAMLNodes.string(fallback))) }
-                }
+                block += chooser.choice(keyFrom: keyFrom, classes: encrypt.classes, defaultClass: encrypt.defaultClass)
+            }
+            // An application that may encrypt none of the topic's classes does not produce to
+            // it; one that may encrypt some must get every part, or a part it cannot encrypt
+            // would be written in clear.
+            if encrypt.allClasses.contains(where: { chooser.reference($0) != nil }) {
+                let parts = PartRenderer(topic: topic.label, application: application, chooser: chooser, topicSelects: !block.isEmpty)
+                if let fields = encrypt.fields { block.append(("fields", try parts.render(fields, target: "path"))) }
+                if !encrypt.headers.isEmpty { block.append(("headers", try parts.render(encrypt.headers, target: "name"))) }
+                if let recordKey = encrypt.recordKeyClass { block.append(("record_key", YAMLNodes.string(try parts.reference(recordKey, for: "record keys")))) }
             }
             if !block.isEmpty {
                 block += encrypt.options.map { ($0.key, $0.value) }
@@ -138,6 +137,73 @@ public struct SidecarRenderer {
         }
         entries += topic.options.map { ($0.key, $0.value) }
         return YAMLNodes.mapping(entries)
+    }
+}
+
+/// Resolves data classes to the key references one application may encrypt with.
+struct ClassChooser {
+    let catalog: Catalog
+    let encryptable: Set<String>
+
+    /// The class's key reference, or nil when the application may not encrypt with it.
+    func reference(_ dataClass: String) -> String? {
+        guard let resolved = catalog.dataClasses[dataClass], let reference = catalog.reference(domain: resolved.domain, key: resolved.key),
+            encryptable.contains(reference)
+        else { return nil }
+        return reference
+    }
+
+    /// `key_from`, `keys` and `default_key` for the classes the application may encrypt; empty
+    /// when it may encrypt none of them.
+    func choice(keyFrom: Node, classes: [(selector: String, dataClass: String)], defaultClass: String?) -> [(String, Node)] {
+        let keys = classes.compactMap { entry in reference(entry.dataClass).map { (entry.selector, YAMLNodes.string($0)) } }
+        let fallback = defaultClass.flatMap(reference)
+        guard !keys.isEmpty || fallback != nil else { return [] }
+        var out: [(String, Node)] = [("key_from", keyFrom)]
+        if !keys.isEmpty { out.append(("keys", YAMLNodes.mapping(keys))) }
+        if let fallback { out.append(("default_key", YAMLNodes.string(fallback))) }
+        return out
+    }
+}
+
+/// Renders the field, header and record-key parts of a topic for an application that
+/// encrypts on it, refusing when a part would be left unencrypted.
+struct PartRenderer {
+    let topic: String
+    let application: String
+    let chooser: ClassChooser
+    /// Whether the rendered topic selection gives bare parts a key.
+    let topicSelects: Bool
+
+    func reference(_ dataClass: String, for what: String) throws(RenderError) -> String {
+        guard let reference = chooser.reference(dataClass) else { throw refusal(what, classes: [dataClass]) }
+        return reference
+    }
+
+    func render(_ parts: [Catalog.Topic.Part], target: String) throws(RenderError) -> Node {
+        var items: [Node] = []
+        for part in parts {
+            let what = "\(target) '\(part.target)'"
+            switch part.selection {
+            case .topic:
+                guard topicSelects else { throw refusal(what, classes: []) }
+                items.append(YAMLNodes.string(part.target))
+            case .fixed(let dataClass):
+                items.append(YAMLNodes.flowMapping([(target, YAMLNodes.string(part.target)), ("key", YAMLNodes.string(try reference(dataClass, for: what)))]))
+            case .perRecord(let keyFrom, let classes, let defaultClass):
+                let choice = chooser.choice(keyFrom: keyFrom, classes: classes, defaultClass: defaultClass)
+                guard !choice.isEmpty else { throw refusal(what, classes: part.selection.classes) }
+                items.append(YAMLNodes.mapping([(target, YAMLNodes.string(part.target))] + choice))
+            }
+        }
+        return .sequence(Node.Sequence(items, .implicit, .block))
+    }
+
+    private func refusal(_ what: String, classes: [String]) -> RenderError {
+        let named = classes.isEmpty ? "the topic's classes" : "data class " + classes.joined(separator: " or ")
+        return RenderError(
+            "application \(application) encrypts on topic \(topic) but may not encrypt its \(what) (\(named)): "
+                + "its records would carry that part in clear. Grant the class's key for encrypt, or remove the application's encrypt grants for the topic")
     }
 }
 
