@@ -162,11 +162,13 @@ let package = Package(
             path: "Benchmarks/FieldBench",
             swiftSettings: strict),
 
+        // Helpers shared by the test targets (a seeded generator), so each does not keep its own copy.
+        .target(name: "VeilTestSupport", path: "Tests/VeilTestSupport", swiftSettings: strict),
         .testTarget(
-            name: "VeilCompressionTests", dependencies: ["VeilCompression"],
+            name: "VeilCompressionTests", dependencies: ["VeilCompression", "VeilTestSupport"],
             resources: [.copy("Fixtures")], swiftSettings: strict),
         .testTarget(
-            name: "VeilWireTests", dependencies: ["VeilWire"],
+            name: "VeilWireTests", dependencies: ["VeilWire", "VeilTestSupport"],
             resources: [.copy("Fixtures")], swiftSettings: strict),
         .testTarget(name: "VeilKMSTests", dependencies: ["VeilKMS"], swiftSettings: strict),
         .testTarget(
@@ -182,14 +184,14 @@ let package = Package(
             resources: [.copy("Fixtures")], swiftSettings: strict),
         .testTarget(
             name: "VeilEnvelopeTests",
-            dependencies: ["VeilEnvelope", "VeilKMS", .product(name: "NIOCore", package: "swift-nio")],
+            dependencies: ["VeilEnvelope", "VeilKMS", "VeilTestSupport", .product(name: "NIOCore", package: "swift-nio")],
             swiftSettings: strict),
         .testTarget(name: "VeilSASLTests", dependencies: ["VeilSASL"], swiftSettings: strict),
         .testTarget(
             name: "VeilProxyTests",
-            dependencies: ["VeilProxy", "VeilConfig", "VeilEnvelope", "VeilKMS", "VeilJSON", "VeilWire"],
+            dependencies: ["VeilProxy", "VeilConfig", "VeilEnvelope", "VeilKMS", "VeilJSON", "VeilWire", "VeilTestSupport"],
             swiftSettings: strict),
-        .testTarget(name: "VeilJSONTests", dependencies: ["VeilJSON"], swiftSettings: strict),
+        .testTarget(name: "VeilJSONTests", dependencies: ["VeilJSON", "VeilTestSupport"], swiftSettings: strict),
         .testTarget(name: "VeilConfigTests", dependencies: ["VeilConfig"], swiftSettings: strict),
         .testTarget(
             name: "VeilGovernanceTests", dependencies: ["VeilGovernance", "VeilConfig", "VeilKMS", "Yams"],

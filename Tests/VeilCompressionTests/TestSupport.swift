@@ -3,6 +3,7 @@ import NIOCore
 import Testing
 
 @testable import VeilCompression
+import VeilTestSupport
 
 /// Codecs that actually compress (everything but `.none`).
 let realCodecs: [CompressionCodec] = [.gzip, .snappy, .lz4, .zstd]
@@ -21,20 +22,10 @@ func fixture(_ name: String) throws -> [UInt8] {
     return [UInt8](try Data(contentsOf: url))
 }
 
-/// SplitMix64: deterministic bytes with no structure a compressor could exploit.
+/// Deterministic bytes with no structure a compressor could exploit.
 func randomBytes(count: Int, seed: UInt64) -> [UInt8] {
-    var state = seed
-    var out = [UInt8]()
-    out.reserveCapacity(count + 8)
-    while out.count < count {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        z ^= z >> 31
-        withUnsafeBytes(of: z) { out.append(contentsOf: $0) }
-    }
-    return Array(out.prefix(count))
+    var generator = SplitMix64(seed: seed)
+    return generator.bytes(count)
 }
 
 /// Text-like data that compresses, resembling JSON records.

@@ -1,6 +1,7 @@
 import Testing
 
 @testable import VeilJSON
+import VeilTestSupport
 
 /// A located value, as text, for readable expectations.
 struct Found: Equatable, CustomStringConvertible {
@@ -140,7 +141,7 @@ func locate(_ json: String, _ paths: [String]) throws -> [Found] {
     }
 
     @Test func roundTripsEveryLength() {
-        var generator = SplitMix(seed: 7)
+        var generator = SplitMix64(seed: 7)
         for count in 0..<200 {
             let bytes = (0..<count).map { _ in UInt8.random(in: 0...255, using: &generator) }
             #expect(decode(encode(bytes)) == bytes)
@@ -154,15 +155,3 @@ func locate(_ json: String, _ paths: [String]) throws -> [Found] {
     }
 }
 
-/// A small deterministic generator, so property tests are reproducible from their seed.
-struct SplitMix: RandomNumberGenerator {
-    var state: UInt64
-    init(seed: UInt64) { state = seed }
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
-}

@@ -2,6 +2,7 @@ import Foundation
 import Testing
 
 @testable import VeilJSON
+import VeilTestSupport
 
 @Suite struct FinderAndRemovalTests {
     func hits(_ json: String) throws -> EncryptedFieldHits {
@@ -65,7 +66,7 @@ import Testing
     }
 
     @Test func removalOfRandomSubsetsStaysValid() throws {
-        var generator = SplitMix(seed: 42)
+        var generator = SplitMix64(seed: 42)
         for _ in 0..<300 {
             // A random container of random members, some encrypted.
             let count = Int.random(in: 1...6, using: &generator)

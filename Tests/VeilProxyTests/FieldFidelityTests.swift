@@ -4,6 +4,7 @@ import Testing
 import VeilJSON
 
 @testable import VeilProxy
+import VeilTestSupport
 
 /// A generated JSON document, kept as a tree so tests can pick paths in it, and rendered with
 /// random whitespace and number spellings (which Veil must not normalise).
@@ -12,7 +13,7 @@ indirect enum Node {
     case array([Node])
     case leaf(String)
 
-    func render(_ ws: inout SplitMix, nulling: Set<[Step]> = [], at path: [Step] = []) -> String {
+    func render(_ ws: inout SplitMix64, nulling: Set<[Step]> = [], at path: [Step] = []) -> String {
         if nulling.contains(path) { return "null" }
         func space() -> String { ["", " ", "\n  ", "\t", ""][Int.random(in: 0..<5, using: &ws)] }
         switch self {
@@ -43,7 +44,7 @@ indirect enum Node {
         }
     }
 
-    static func generate(_ rng: inout SplitMix, depth: Int = 0) -> Node {
+    static func generate(_ rng: inout SplitMix64, depth: Int = 0) -> Node {
         let numbers = ["0", "-0", "1", "-17", "3.25", "1e2", "1E+2", "-2.5e-3", "123456789012345678901234567890", "0.1000"]
         let strings = [#""""#, #""plain""#, #""with \"quotes\" and \\ back""#, #""line\nbreak\ttab""#, #""\u00e9t\u00e9""#,
                        "\"caf\u{E9} \u{1F600}\"", #""/slash\/""#, #""veil:1:not-really""#]
@@ -89,7 +90,7 @@ extension [Node.Step] {
     /// bytes (so the same types and values), the stored document is valid JSON with a string
     /// at every encrypted place, and a denied reader sees the document with nulls there.
     @Test func generatedDocumentsRoundTrip() async throws {
-        var rng = SplitMix(seed: 2026)
+        var rng = SplitMix64(seed: 2026)
         var tested = 0
         var encryptedKinds = Set<String>()
         let reader = try Sidecar(Configs.consumer("reader", decrypt: ["finance/pii"], rule: "null"), finance: true)
@@ -105,7 +106,7 @@ extension [Node.Step] {
             }
             let policy = "fields:\n" + chosen.map { "  - { path: \($0.policyPath), key: finance/pii }" }.joined(separator: "\n")
             let owner = try Sidecar(Configs.owner(encrypt: policy), finance: true)
-            var ws = SplitMix(seed: UInt64(iteration))
+            var ws = SplitMix64(seed: UInt64(iteration))
             let original = root.render(&ws)
             #expect(json(original) != nil, "generator made invalid JSON: \(original)")
 
@@ -120,7 +121,7 @@ extension [Node.Step] {
             let got = try #require(try await reader.fetch(stored, topic: "customers").records.first)
             #expect(got.valueText == original, "iteration \(iteration): paths \(chosen.map(\.policyPath))")
 
-            var again = SplitMix(seed: 1)
+            var again = SplitMix64(seed: 1)
             let expectedNulls = json(root.render(&again, nulling: Set(chosen))) as? NSObject
             let denied = try #require(try await stranger.fetch(stored, topic: "customers").records.first)
             #expect((json(denied.valueText) as? NSObject) == expectedNulls, "iteration \(iteration): \(denied.valueText ?? "")")
@@ -156,15 +157,3 @@ extension [Node.Step] {
     }
 }
 
-/// A small deterministic generator, so property tests are reproducible from their seed.
-struct SplitMix: RandomNumberGenerator {
-    var state: UInt64
-    init(seed: UInt64) { state = seed }
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
-}

@@ -2,6 +2,7 @@ import CVeilCRC32C
 import NIOCore
 import Testing
 @testable import VeilWire
+import VeilTestSupport
 
 /// Bit-at-a-time CRC-32C (reflected polynomial 0x82F63B78): slow, obviously right, and
 /// independent of the C implementations under test.

@@ -1,6 +1,7 @@
 import NIOCore
 import Testing
 @testable import VeilWire
+import VeilTestSupport
 
 @Suite("Primitives: varints")
 struct VarintTests {

@@ -1,6 +1,7 @@
 import NIOCore
 import Testing
 @testable import VeilWire
+import VeilTestSupport
 
 // Small helpers shared by the VeilWire test files.
 
@@ -94,18 +95,6 @@ func tags(_ fields: [(UInt32, [UInt8])]) -> TaggedFields {
     TaggedFields(fields.map { TaggedFields.Field(tag: $0.0, bytes: buf($0.1)) })
 }
 
-/// A deterministic pseudo-random generator (SplitMix64), so failures reproduce.
-struct SplitMix64: RandomNumberGenerator {
-    var state: UInt64
-    init(seed: UInt64) { state = seed }
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
-}
 
 func randomBytes<G: RandomNumberGenerator>(_ count: Int, using rng: inout G) -> [UInt8] {
     (0..<count).map { _ in UInt8.random(in: 0...255, using: &rng) }
