@@ -37,22 +37,12 @@ struct CreateKey: ParsableCommand {
     var identity: String?
 
     func run() throws {
-        do {
+        try KeyringCommands.reporting {
             try KeyringCommands.validateKeyId(self.keyId)
-            let created = try KeyringCommands.openOrCreate(self.keyring, identity: self.identity)
-            do {
+            let (_, owner) = try KeyringCommands.changing(self.keyring, identity: self.identity) { () throws(KeyringError) in
                 try KeyringFile.createKey(self.keyId, in: self.keyring)
-            } catch {
-                // An empty keyring left behind by a failed first key would only confuse the next attempt.
-                if let created { try? KeyringCommands.removeIfEmpty(self.keyring, identity: created) }
-                throw CommandFailure(error)
             }
-            let owner = try KeyringCommands.identity(of: self.keyring)
-            if created != nil { Console.out("created keyring \(self.keyring) for identity '\(owner)' (mode 0600)") }
             Console.out("created key '\(self.keyId)' (AES-256) in keyring \(self.keyring) of identity '\(owner)'")
-        } catch let failure as CommandFailure {
-            Console.error("error: \(failure)")
-            throw ExitCode.failure
         }
     }
 }
@@ -76,7 +66,7 @@ struct GrantKey: ParsableCommand {
     var identity: String?
 
     func run() throws {
-        do {
+        try KeyringCommands.reporting {
             try KeyringCommands.validateKeyId(self.keyId)
             if KeyringCommands.sameFile(self.from, self.to) {
                 throw CommandFailure(
@@ -92,16 +82,9 @@ struct GrantKey: ParsableCommand {
                         + "Fix: create it with `veil keys create --keyring \(self.from) --key \(self.keyId)`, "
                         + "or name a key it holds")
             }
-            let created = try KeyringCommands.openOrCreate(self.to, identity: self.identity)
-            let changed: Bool
-            do {
-                changed = try KeyringFile.grant(self.keyId, from: self.from, to: self.to)
-            } catch {
-                if let created { try? KeyringCommands.removeIfEmpty(self.to, identity: created) }
-                throw CommandFailure(error)
+            let (changed, recipient) = try KeyringCommands.changing(self.to, identity: self.identity) { () throws(KeyringError) in
+                try KeyringFile.grant(self.keyId, from: self.from, to: self.to)
             }
-            let recipient = try KeyringCommands.identity(of: self.to)
-            if created != nil { Console.out("created keyring \(self.to) for identity '\(recipient)' (mode 0600)") }
             if changed {
                 Console.out(
                     "granted key '\(self.keyId)' of keyring \(self.from) (identity '\(source.identity)') "
@@ -109,9 +92,6 @@ struct GrantKey: ParsableCommand {
             } else {
                 Console.out("keyring \(self.to) (identity '\(recipient)') already holds key '\(self.keyId)'; nothing changed")
             }
-        } catch let failure as CommandFailure {
-            Console.error("error: \(failure)")
-            throw ExitCode.failure
         }
     }
 }
@@ -265,6 +245,33 @@ enum KeyringCommands {
 
     /// Removes a keyring this command just created if it is still empty, so a failed command
     /// leaves the file system as it found it.
+    /// Runs `change` on the keyring at `path`, creating the keyring first if it is missing.
+    /// Returns what `change` returned and the keyring's identity.
+    static func changing<T>(_ path: String, identity: String?, _ change: () throws(KeyringError) -> T) throws(CommandFailure) -> (T, String) {
+        let created = try self.openOrCreate(path, identity: identity)
+        let result: T
+        do {
+            result = try change()
+        } catch {
+            // An empty keyring left behind by a failed first key would only confuse the next attempt.
+            if let created { try? self.removeIfEmpty(path, identity: created) }
+            throw CommandFailure(error)
+        }
+        let owner = try self.identity(of: path)
+        if created != nil { Console.out("created keyring \(path) for identity '\(owner)' (mode 0600)") }
+        return (result, owner)
+    }
+
+    /// Runs a subcommand's body, printing a failure as `error: …` and exiting 1.
+    static func reporting(_ body: () throws -> Void) throws {
+        do {
+            try body()
+        } catch let failure as CommandFailure {
+            Console.error("error: \(failure)")
+            throw ExitCode.failure
+        }
+    }
+
     static func removeIfEmpty(_ path: String, identity: String) throws {
         let contents = try KeyringFile.list(path)
         if contents.identity == identity && contents.keyIds.isEmpty { try FileManager.default.removeItem(atPath: path) }
