@@ -120,6 +120,7 @@ class TcpRelay:
         self.lock = threading.Lock()
         self.pairs: list[tuple[socket.socket, socket.socket]] = []
         self.resets = 0
+        self.aborted: set[socket.socket] = set()  # sockets reset_all() is aborting
         self.closed = False
         self.to_upstream = 0  # bytes relayed, for diagnosing stalls
         self.from_upstream = 0
@@ -152,6 +153,8 @@ class TcpRelay:
                 setattr(self, counter, getattr(self, counter) + len(data))
         except OSError:
             pass
+        if src in self.aborted or dst in self.aborted:
+            return  # reset_all: the RST is sent when its close() takes effect, not a FIN from here
         for s in (src, dst):
             try:
                 s.shutdown(socket.SHUT_RDWR)
@@ -163,13 +166,20 @@ class TcpRelay:
 
         with self.lock:
             pairs, self.pairs = self.pairs, []
+            self.aborted.update(s for pair in pairs for s in pair)
         for a, b in pairs:
             for s in (a, b):
                 try:
                     s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
-                    s.close()
+                    # close() alone does not wake a pump thread blocked in recv() on this socket,
+                    # and the kernel keeps the socket open (no RST) until that recv() returns: a
+                    # side with nothing more to send, such as Veil waiting for an answer, was left
+                    # on a silent connection until the client's 60 s timeout. SHUT_RD wakes the
+                    # reader without sending anything; the last close then sends the RST.
+                    s.shutdown(socket.SHUT_RD)
                 except OSError:
                     pass
+                s.close()
         self.resets += len(pairs)
         return len(pairs)
 
