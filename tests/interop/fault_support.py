@@ -132,6 +132,9 @@ class TcpRelay:
                 client, _ = self.listener.accept()
             except OSError:
                 return
+            if self.closed:
+                client.close()
+                return
             try:
                 upstream = socket.create_connection(("127.0.0.1", self.upstream_port), timeout=5)
                 upstream.settimeout(None)
@@ -185,6 +188,12 @@ class TcpRelay:
 
     def close(self):
         self.closed = True
+        # As in reset_all: close() alone leaves the accept() in the accept thread blocked and the
+        # port still accepting (one more connection would be relayed); shutdown wakes it.
+        try:
+            self.listener.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
         self.listener.close()
         self.reset_all()
 

@@ -217,3 +217,101 @@ def test_keyring_unreadable_fails_closed_and_recovers(env, mode):
     assert stored >= len(s.acked)
     for sc in (env.writer, env.reader):
         assert_no_key_material(env, sc.log_text(), sc.name)
+
+
+# --------------------------------------------------------------------------
+# AWS KMS (moto_server) down at the same time as the keyrings
+# --------------------------------------------------------------------------
+
+AWS_PREFIX = "kaws-"
+AWS_CREDENTIALS = {"AWS_ACCESS_KEY_ID": "veil-test", "AWS_SECRET_ACCESS_KEY": "veil-test-secret"}
+
+
+def test_aws_kms_and_keyring_down_together(env):
+    """moto_server's KMS (reached through a TcpRelay, so closing the relay is the outage and
+    moto keeps its keys) goes down while the keyrings are unreadable: SIGHUP is refused and the
+    running sidecars keep their cached data keys; with the keyrings back but KMS still down, the
+    restarted writer cannot get a data key and acknowledges nothing for 8 s (fail closed); when
+    KMS is back every acknowledged record arrives once, sealed. (The restarted reader is not
+    made to unwrap during the outage here: nothing new is written then.)"""
+    import boto3
+
+    from fault_support import MotoS3, TcpRelay
+
+    moto = MotoS3(env.dir, bucket="veil-kms-outage")  # moto_server serves KMS as well as S3
+    relay = TcpRelay(moto.port)
+    saved_env = {k: os.environ.get(k) for k in AWS_CREDENTIALS}
+    os.environ.update(AWS_CREDENTIALS)
+    sidecars, stream, relay2 = [], None, None
+    rings = {"writer": env.keyrings["writer"], "reader": env.keyrings["reader"]}
+    saved = {n: p.with_name(p.name + ".aws-saved") for n, p in rings.items()}
+    broken = False
+    try:
+        kms = boto3.client("kms", endpoint_url=moto.endpoint, region_name="us-east-1", **{k.lower(): v for k, v in AWS_CREDENTIALS.items()})
+        arn = kms.create_key(Description="veil kms outage")["KeyMetadata"]["Arn"]
+        aws = {"type": "aws-kms", "region": "us-east-1", "endpoint": f"http://127.0.0.1:{relay.port}"}
+        ref = f"aws/{arn}"
+        w_cfg = {"kms": {"writer": {"type": "local", "keyring": str(rings["writer"])}, "aws": aws},
+                 "grants": {"encrypt": ["writer/k", ref]},
+                 "topics": [{"match": {"prefix": AWS_PREFIX}, "encrypt": {"key_from": {"fixed": ref}}}]}
+        r_cfg = {"kms": {"writer": {"type": "local", "keyring": str(rings["reader"])}, "aws": aws},
+                 "grants": {"decrypt": ["writer/k", ref]},
+                 "topics": [{"match": {"prefix": AWS_PREFIX}, "require_encrypted": True, "on_denied": "error"}]}
+        w = env.start_sidecar("aws-writer", w_cfg)
+        r = env.start_sidecar("aws-reader", r_cfg)
+        sidecars = [w, r]
+        stream = HealthyStream(w.bootstrap, env.topic(f"{AWS_PREFIX}both"), consume_bootstrap=r.bootstrap)
+        stream.start()
+        wait_progress(stream, 100)
+
+        relay.close()  # KMS outage
+        for n in rings:
+            break_keyring(rings[n], "moved-away", saved[n])
+        broken = True
+        for sc in sidecars:
+            before = sc.log_text().count(REJECTED)
+            os.killpg(sc.proc.pid, signal.SIGHUP)
+            assert wait_for_log(sc.proc, REJECTED, before + 1).count(REJECTED) == before + 1, f"{sc.name}: SIGHUP not refused"
+        wait_progress(stream, 100)  # cached data keys: no KMS call needed
+
+        # Keyrings back, KMS still down: both restart, but the new processes hold no data key.
+        for n in rings:
+            restore_keyring(rings[n], saved[n])
+        broken = False
+        for sc in sidecars:
+            env.stop_sidecar(sc)
+        acked_down = len(stream.acked)
+        for sc in sidecars:
+            sc.proc = env.start_again(sc)
+            wait_for_port(sc.proc, sc.port, 30)
+        time.sleep(8)
+        assert len(stream.acked) == acked_down, "records were acknowledged while the writer could get no data key"
+        errors_down = len(stream.consume_errors)
+
+        relay2 = TcpRelay(moto.port, port=relay.port)  # KMS back on the same address
+        wait_progress(stream, 200, timeout=120)
+    finally:
+        if broken:
+            for n in rings:
+                restore_keyring(rings[n], saved[n])
+        if stream:
+            stream.finish()
+        for sc in sidecars:
+            if sc.proc in env.procs:
+                env.stop_sidecar(sc)
+        for rl in (relay, relay2):
+            if rl:
+                rl.close()
+        moto.stop()
+        for k, v in saved_env.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+    problems = stream.problems(min_acked=400)
+    print(f"aws kms + keyring down: {stream.summary()}; consumer errors before KMS returned: {errors_down}")
+    assert not problems, "\n".join(problems) + "\n" + env.tails()
+    for p in range(stream.partitions):
+        for rec in raw_fetch(env.broker_port, stream.topic, p).records:
+            parse_envelope(rec.value)
+            assert b"healthy record" not in rec.value
