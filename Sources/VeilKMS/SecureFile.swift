@@ -14,7 +14,10 @@ package enum SecureFile {
     static let maximumSize = 16 << 20
 
     package static func readPrivate(_ path: String) throws(KeyringError) -> [UInt8] {
-        let fd = open(path, O_RDONLY | O_CLOEXEC)
+        // O_NONBLOCK: opening a FIFO put where the keyring was would otherwise block until a
+        // writer appears, hanging start-up or, on SIGHUP, the signal loop (so SIGTERM too).
+        // The fstat below then refuses it; reads of a regular file ignore the flag.
+        let fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK)
         guard fd >= 0 else { throw .io(path: path, operation: "open", errno: errno) }
         defer { close(fd) }
         // fstat the descriptor we read from, so the checked file is the read file.

@@ -103,12 +103,16 @@ struct Run: AsyncParsableCommand {
         readiness.add(Readiness.upstreamReachable({ current.loaded.settings.upstreamBootstrap }))
         let adminServer = try await startAdmin(registry: registry, readiness: readiness, group: group, logger: logger,
                                                configured: loaded.configuration.operations)
+        let bootstrap: HostPort
         do {
-            try await server.start()
+            bootstrap = try await server.start()
         } catch {
             logger.critical("cannot listen on \(loaded.settings.listen): \(error)")
             throw ExitCode(1)
         }
+        let warmUp = loaded.listenerTLS == nil && loaded.gateway == nil
+            ? BrokerListenerWarmUp.start(bootstrap: bootstrap, group: group, logger: logger) : nil
+        defer { warmUp?.cancel() }
 
         for await signal in SignalWaiter.stream([SIGTERM, SIGINT, SIGHUP]) {
             if signal == SIGHUP {

@@ -120,6 +120,7 @@ class TcpRelay:
         self.lock = threading.Lock()
         self.pairs: list[tuple[socket.socket, socket.socket]] = []
         self.resets = 0
+        self.aborted: set[socket.socket] = set()  # sockets reset_all() is aborting
         self.closed = False
         self.to_upstream = 0  # bytes relayed, for diagnosing stalls
         self.from_upstream = 0
@@ -130,6 +131,9 @@ class TcpRelay:
             try:
                 client, _ = self.listener.accept()
             except OSError:
+                return
+            if self.closed:
+                client.close()
                 return
             try:
                 upstream = socket.create_connection(("127.0.0.1", self.upstream_port), timeout=5)
@@ -152,6 +156,8 @@ class TcpRelay:
                 setattr(self, counter, getattr(self, counter) + len(data))
         except OSError:
             pass
+        if src in self.aborted or dst in self.aborted:
+            return  # reset_all: the RST is sent when its close() takes effect, not a FIN from here
         for s in (src, dst):
             try:
                 s.shutdown(socket.SHUT_RDWR)
@@ -163,18 +169,31 @@ class TcpRelay:
 
         with self.lock:
             pairs, self.pairs = self.pairs, []
+            self.aborted.update(s for pair in pairs for s in pair)
         for a, b in pairs:
             for s in (a, b):
                 try:
                     s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
-                    s.close()
+                    # close() alone does not wake a pump thread blocked in recv() on this socket,
+                    # and the kernel keeps the socket open (no RST) until that recv() returns: a
+                    # side with nothing more to send, such as Veil waiting for an answer, was left
+                    # on a silent connection until the client's 60 s timeout. SHUT_RD wakes the
+                    # reader without sending anything; the last close then sends the RST.
+                    s.shutdown(socket.SHUT_RD)
                 except OSError:
                     pass
+                s.close()
         self.resets += len(pairs)
         return len(pairs)
 
     def close(self):
         self.closed = True
+        # As in reset_all: close() alone leaves the accept() in the accept thread blocked and the
+        # port still accepting (one more connection would be relayed); shutdown wakes it.
+        try:
+            self.listener.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
         self.listener.close()
         self.reset_all()
 

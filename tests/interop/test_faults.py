@@ -118,7 +118,8 @@ def test_broker_restart_mid_produce_and_consume(env, hard, route):
         s.finish()
     # Tansu's S3 engine can lose acknowledged records across a restart (it reuses offsets, or
     # acknowledges a retried batch as a duplicate without holding it); the direct route shows
-    # it without Veil. Those are reported, not failed on; every other loss, every record stored
+    # it without Veil. The duplicate case is nisshi-io/nisshi#742 (Tansu's successor): an
+    # idempotent produce commits the producer's sequence before the batch object is written. Those are reported, not failed on; every other loss, every record stored
     # twice and any disorder fails the test on both routes.
     problems = s.problems(min_acked=900, broker_losses_ok=True) + env.sidecars_alive()
     print(f"restart ({'SIGKILL' if hard else 'SIGTERM'}) x2, {route}: {s.summary()}")
