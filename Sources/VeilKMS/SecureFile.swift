@@ -14,36 +14,16 @@ package enum SecureFile {
     static let maximumSize = 16 << 20
 
     package static func readPrivate(_ path: String) throws(KeyringError) -> [UInt8] {
-        // O_NONBLOCK: opening a FIFO put where the keyring was would otherwise block until a
-        // writer appears, hanging start-up or, on SIGHUP, the signal loop (so SIGTERM too).
-        // The fstat below then refuses it; reads of a regular file ignore the flag.
-        let fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK)
-        guard fd >= 0 else { throw .io(path: path, operation: "open", errno: errno) }
-        defer { close(fd) }
-        // fstat the descriptor we read from, so the checked file is the read file.
-        var info = stat()
-        guard fstat(fd, &info) == 0 else { throw .io(path: path, operation: "fstat", errno: errno) }
-        guard (info.st_mode & S_IFMT) == S_IFREG else { throw .notRegularFile(path: path) }
-        guard info.st_mode & 0o077 == 0 else { throw .permissionsTooOpen(path: path, mode: UInt32(info.st_mode)) }
-        guard info.st_size <= maximumSize else {
-            throw .malformed(path: path, reason: "larger than \(maximumSize) bytes")
-        }
-        var bytes: [UInt8] = []
-        var chunk = [UInt8](repeating: 0, count: 64 << 10)
-        while true {
-            let n = chunk.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
-            if n < 0 {
-                if errno == EINTR { continue }
-                throw .io(path: path, operation: "read", errno: errno)
-            }
-            if n == 0 { break }
-            bytes += chunk[0..<n]
-            guard bytes.count <= maximumSize else {
-                throw .malformed(path: path, reason: "larger than \(maximumSize) bytes")
+        do {
+            return try BoundedFile.contents(of: path, limit: maximumSize, privateOnly: true)
+        } catch {
+            switch error {
+            case .system(let operation, let errno): throw .io(path: path, operation: operation, errno: errno)
+            case .notRegularFile: throw .notRegularFile(path: path)
+            case .tooLarge: throw .malformed(path: path, reason: error.reason)
+            case .permissionsTooOpen(let mode): throw .permissionsTooOpen(path: path, mode: mode)
             }
         }
-        chunk.withUnsafeMutableBytes { wipe($0) }
-        return bytes
     }
 
     /// Replaces (or, with `exclusive`, creates) `path` atomically with mode 0600.

@@ -53,12 +53,17 @@ struct Check: ParsableCommand {
     }
 
     static func load(_ path: String) throws(LoadFailure) -> VeilConfiguration {
-        guard let data = FileManager.default.contents(atPath: path) else {
-            throw LoadFailure(
-                location: "",
-                message: FileManager.default.fileExists(atPath: path)
-                    ? "cannot read the file; check its permissions"
-                    : "no such file; pass the sidecar's configuration as --config FILE")
+        let data: [UInt8]
+        do {
+            data = try BoundedFile.contents(of: path, limit: LoadedConfiguration.fileLimit)
+        } catch {
+            let message: String
+            switch error {
+            case .system(_, ENOENT): message = "no such file; pass the sidecar's configuration as --config FILE"
+            case .system(_, EACCES): message = "cannot read the file; check its permissions"
+            default: message = "cannot read the file: \(error.reason)"
+            }
+            throw LoadFailure(location: "", message: message)
         }
         do {
             return try VeilConfiguration.parse(yaml: String(decoding: data, as: UTF8.self), environment: ProcessInfo.processInfo.environment)

@@ -32,10 +32,19 @@ struct LoadedConfiguration: Sendable {
     }
 
     private static func read(path: String) throws -> Data {
-        guard let data = FileManager.default.contents(atPath: path) else {
-            throw ConfigurationError(path: path, problem: "cannot read the file")
+        Data(try file(path, for: path))
+    }
+
+    /// Configuration, users and password files are far below this; a larger one is a mistake.
+    static let fileLimit = 16 << 20
+
+    /// Reads a file the configuration names; a FIFO or directory there is refused, not waited on.
+    static func file(_ file: String, for key: String, limit: Int = fileLimit) throws(ConfigurationError) -> [UInt8] {
+        do {
+            return try BoundedFile.contents(of: file, limit: limit)
+        } catch {
+            throw ConfigurationError(path: key, problem: "cannot read \(file): \(error.reason)")
         }
-        return data
     }
 
     private static func parse(contents: Data) throws -> VeilConfiguration {
@@ -54,7 +63,8 @@ struct LoadedConfiguration: Sendable {
         if let path {
             let data = try read(path: path)
             if let trustedKey {
-                let signature = FileManager.default.contents(atPath: GovernanceSignature.signaturePath(for: path)).map { String(decoding: $0, as: UTF8.self) }
+                let signature = (try? BoundedFile.contents(of: GovernanceSignature.signaturePath(for: path), limit: 64 << 10))
+                    .map { String(decoding: $0, as: UTF8.self) }
                 do {
                     try GovernanceSignature.verify(
                         Array(data), path: path, signature: signature, trustedKey: try GovernanceSignature.loadPublicKey(trustedKey))
@@ -97,9 +107,7 @@ struct LoadedConfiguration: Sendable {
             }
             var users = GatewayUsers(users: [:])
             if let file = gateway.usersFile {
-                guard let data = FileManager.default.contents(atPath: file) else {
-                    throw ConfigurationError(path: "gateway.users_file", problem: "cannot read \(file)")
-                }
+                let data = try Self.file(file, for: "gateway.users_file")
                 do {
                     users = try GatewayUsers.parse(yaml: String(decoding: data, as: UTF8.self))
                 } catch {
@@ -167,9 +175,7 @@ struct LoadedConfiguration: Sendable {
             }
             return value
         case .file(let file):
-            guard let data = FileManager.default.contents(atPath: file) else {
-                throw ConfigurationError(path: path, problem: "cannot read the password's \(source)")
-            }
+            let data = try Self.file(file, for: path, limit: 64 << 10)
             var text = String(decoding: data, as: UTF8.self)
             if text.hasSuffix("\n") { text.removeLast() }
             if text.hasSuffix("\r") { text.removeLast() }

@@ -455,6 +455,20 @@ def test_check_missing_config_file(tmp_path: Path):
     assert "absent.yaml" in r.err and "no such file" in r.err
 
 
+
+@pytest.mark.parametrize("kind", ["fifo", "directory"])
+def test_config_that_is_not_a_regular_file_is_refused_not_waited_on(tmp_path: Path, kind: str):
+    """A FIFO where the configuration should be used to block open() until a writer came:
+    `veil check` and `veil run` hung. Both must refuse it at once, saying what is there."""
+    path = tmp_path / "veil.yaml"
+    os.mkfifo(path) if kind == "fifo" else path.mkdir()
+    what = "a FIFO" if kind == "fifo" else "a directory"
+    r = veil("check", "--config", str(path), cwd=tmp_path, timeout=10)
+    assert r.code == 2 and f"it is {what}, not a regular file" in r.err, r.err
+    r = veil("run", "--config", str(path), cwd=tmp_path, timeout=10)
+    assert r.code != 0 and f"it is {what}, not a regular file" in r.err, r.err
+
+
 # --------------------------------------------------------------------------
 # veil run
 # --------------------------------------------------------------------------
