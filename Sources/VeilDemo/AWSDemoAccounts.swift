@@ -60,7 +60,9 @@ public struct AWSDemoAccounts: Sendable {
             if let token = c.sessionToken { text += "aws_session_token = \(token)\n" }
             text += "\n"
         }
-        FileManager.default.createFile(atPath: path, contents: Data(text.utf8), attributes: [.posixPermissions: 0o600])
+        guard FileManager.default.createFile(atPath: path, contents: Data(text.utf8), attributes: [.posixPermissions: 0o600]) else {
+            throw CocoaError(.fileWriteUnknown, userInfo: [NSFilePathErrorKey: path])
+        }
         return AWSDemoAccounts(endpoint: endpoint, region: region, keyArns: arns, credentialsFile: path, credentials: credentials)
     }
 

@@ -140,7 +140,7 @@ struct PartwiseDecryption {
         guard let count = Base64URL.decodedCount(hit.payload.count), count > 0 else { return nil }
         let start = decoded.writerIndex
         var ok = false
-        value.withUnsafeReadableBytes { bytes in
+        _ = value.withUnsafeReadableBytes { bytes in
             decoded.writeWithUnsafeMutableBytes(minimumWritableBytes: count) { out in
                 ok = Base64URL.decode(UnsafeRawBufferPointer(rebasing: bytes[hit.payload]),
                                       into: UnsafeMutableRawBufferPointer(rebasing: out[0..<count]))

@@ -16,7 +16,10 @@ import VeilWire
 /// `@unchecked Sendable`: every method runs on `loop`; futures hop back to it.
 final class ProxyConnection: @unchecked Sendable {
     /// One request and its response's progress.
-    final class Exchange {
+    ///
+    /// `@unchecked Sendable` for the same reason as the connection: it is only touched on
+    /// `loop`, including in the completion handlers of futures that hop back to it.
+    final class Exchange: @unchecked Sendable {
         enum State {
             case filteringRequest
             case awaitingUpstream
@@ -564,7 +567,7 @@ final class ProxyConnection: @unchecked Sendable {
     private func transformResponse(_ exchange: Exchange, header: ResponseHeader, body: ByteBuffer) throws -> EventLoopFuture<ByteBuffer?> {
         let version = exchange.apiVersion
         let rewriter = AddressRewriter(server: server)
-        func encoded<M: KafkaMessage>(_ m: M, _ v: Int16) -> ByteBuffer? {
+        @Sendable func encoded<M: KafkaMessage>(_ m: M, _ v: Int16) -> ByteBuffer? {
             // Rewritten responses are about the upstream's size (decrypted ones a little
             // smaller): one allocation instead of a chain of doublings, each a copy.
             var out = ByteBuffer()
@@ -595,8 +598,9 @@ final class ProxyConnection: @unchecked Sendable {
             guard let endpoints = response.nodeEndpoints, !endpoints.endpoints.isEmpty else {
                 return loop.makeSucceededFuture(exchange.rejectedPartitions.isEmpty ? nil : encoded(response, version))
             }
+            let merged = response
             return rewriter.rewrite(endpoints, on: loop).map { rewritten in
-                var r = response
+                var r = merged
                 r.nodeEndpoints = rewritten
                 return encoded(r, version)
             }

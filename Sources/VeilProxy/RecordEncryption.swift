@@ -87,11 +87,13 @@ public final class RecordEncryption: RecordFilter {
         let deterministic = self.deterministic
         let known = keys
         let knownSIV = sivKeys
+        let pending = short
+        let pendingDeterministic = missingDeterministic
         return loop.makeFutureWithTask {
             var keys = known
             var sivKeys = knownSIV
             var failures: [KeyReference: EnvelopeError] = [:]
-            for (reference, count) in short {
+            for (reference, count) in pending {
                 do {
                     var queue = [try await dataKeys.key(for: reference)]
                     var budget = Self.budget(of: queue[0], policy: policy)
@@ -105,7 +107,7 @@ public final class RecordEncryption: RecordFilter {
                     failures[reference] = (error as? EnvelopeError) ?? .cryptoFailure("\(error)")
                 }
             }
-            for reference in missingDeterministic {
+            for reference in pendingDeterministic {
                 do {
                     sivKeys[reference] = try await deterministic.fill(reference)
                 } catch {
