@@ -93,6 +93,12 @@ public final class UnwrappedKeyCache: Sendable {
         return result
     }
 
+    /// Counts `n` hits of lookups made with `counting: false` (a caller that reuses one
+    /// lookup for many records counts them once).
+    public func countHits(_ n: Int) {
+        if n > 0 { hits.increment(by: n) }
+    }
+
     /// ``lookup(_:)``, then ``fill(_:)`` on a miss.
     public func key(for keyID: EnvelopeKeyID) async throws(EnvelopeError) -> AESGCMKey {
         switch lookup(keyID) {

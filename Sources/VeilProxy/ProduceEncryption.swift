@@ -207,12 +207,39 @@ struct ProduceEncryption {
                     // Seal every value into one buffer first and slice it afterwards: a slice
                     // taken while the buffer still grows would force a copy on every write.
                     var capacity = 0
+                    var plaintextBytes = 0
                     var sizing: (reference: KeyReference, key: ActiveDataKey?)?
                     for (i, reference) in recordKeys.enumerated() {
                         guard let reference, let value = batch.records[i].value else { continue }
                         if sizing?.reference != reference { sizing = (reference, keys[reference]?.last) }
                         guard let key = sizing?.key else { continue }
                         capacity += EnvelopeEncryptor.sealedByteCount(plaintextCount: value.readableBytes, key: key)
+                        plaintextBytes += value.readableBytes
+                    }
+                    if parts == nil {
+                        // Whole values only: each record goes straight into the outgoing batch
+                        // with its envelope sealed in place (no sealed buffer, no re-encoding).
+                        // A record's length prefix may grow by up to two bytes.
+                        var writer = RecordBatchWriter(
+                            rewriting: batch, into: &records,
+                            expectedBytes: entry.bytes.readableBytes + capacity - plaintextBytes + 2 * recordKeys.count)
+                        for (record, reference) in zip(batch.records, recordKeys) {
+                            guard let reference, let value = record.value else {
+                                writer.append(record, to: &records)
+                                continue
+                            }
+                            guard let key = sealingKey(reference) else {
+                                throw failures[reference] ?? EnvelopeError.dataKeyExhausted(reference)
+                            }
+                            let sealedCount = EnvelopeEncryptor.sealedByteCount(plaintextCount: value.readableBytes, key: key)
+                            try writer.append(record, valueByteCount: sealedCount, to: &records) { out in
+                                try encryptor.seal(plaintext: value, key: key, topic: plan.bindTopic ? plan.topic : nil,
+                                                   fieldPath: Envelope.wholeValue, into: &out)
+                            }
+                        }
+                        try writer.finish(&records)
+                        counters.countEncrypted(topic: plan.topic, keys: recordKeys)
+                        continue
                     }
                     var sealed = ByteBuffer()
                     sealed.reserveCapacity(capacity)

@@ -43,28 +43,35 @@ public final class RecordCounters: Sendable {
     /// Counts a sealed batch: `keys` holds each record's key reference, `nil` for records left alone.
     func countEncrypted(topic: String, keys: [KeyReference?]) {
         var total = 0
-        var byKey: [KeyReference: Int] = [:]
+        // Runs of equal keys (a batch uses one or a few): comparing with the last few is
+        // cheaper than hashing the reference's strings per record.
+        var byKey: [(key: KeyReference, count: Int)] = []
         for case let key? in keys {
             total += 1
-            byKey[key, default: 0] += 1
+            if let i = byKey.indices.suffix(4).last(where: { byKey[$0].key == key }) {
+                byKey[i].count += 1
+            } else {
+                byKey.append((key, 1))
+            }
         }
         encrypted.add(total, ordering: .relaxed)
         for (key, n) in byKey { metrics.count(.encrypted, topic: topic, reference: key, by: n) }
     }
 
-    func countDecrypted(topic: String, keyID: EnvelopeKeyID) {
-        decrypted.add(1, ordering: .relaxed)
-        metrics.count(.decrypted, topic: topic, keyID: keyID)
-    }
-
-    /// Counts a record not delivered as plaintext; its key comes from its envelope header, if it has one.
-    func countDenied(topic: String, value: ByteBuffer?) {
-        denied.add(1, ordering: .relaxed)
-        let header = value.flatMap { try? EnvelopeHeader.parse($0) }
-        if let header {
-            metrics.count(.denied, topic: topic, keyID: header.keyID)
-        } else {
-            metrics.count(.denied, topic: topic, reference: nil)
+    /// Counts what a ``RecordTally`` collected for `topic`: per key, one metrics update
+    /// instead of one per record.
+    func count(_ tally: RecordTally, topic: String) {
+        for run in tally.runs {
+            switch run.event {
+            case .decrypted: decrypted.add(run.count, ordering: .relaxed)
+            case .denied: denied.add(run.count, ordering: .relaxed)
+            case .encrypted: encrypted.add(run.count, ordering: .relaxed)
+            }
+            if let keyID = run.keyID {
+                metrics.count(run.event, topic: topic, keyID: keyID, by: run.count)
+            } else {
+                metrics.count(run.event, topic: topic, reference: nil, by: run.count)
+            }
         }
     }
 
@@ -101,5 +108,31 @@ final class OnceLog: Sendable {
             return set.insert(key).inserted
         }
         if first { logger.warning("\(message())") }
+    }
+}
+
+/// Decrypted and denied records of one topic, collected per run of records with the same
+/// event and data key and handed to ``RecordCounters/count(_:topic:)`` once: the metrics
+/// behind the counts take a lock and two dictionary lookups per update.
+struct RecordTally {
+    fileprivate private(set) var runs: [(event: RecordMetrics.Event, keyID: EnvelopeKeyID?, count: Int)] = []
+
+    /// A record decrypted with `keyID`'s data key.
+    mutating func decrypted(_ keyID: EnvelopeKeyID) {
+        add(.decrypted, keyID)
+    }
+
+    /// A record not delivered as plaintext; its key comes from its envelope header, if it has one.
+    mutating func denied(value: ByteBuffer?) {
+        add(.denied, value.flatMap { try? EnvelopeHeader.parse($0) }?.keyID)
+    }
+
+    private mutating func add(_ event: RecordMetrics.Event, _ keyID: EnvelopeKeyID?) {
+        // Records of a few audiences often alternate: look a few runs back, not just one.
+        if let i = runs.indices.suffix(4).last(where: { runs[$0].event == event && runs[$0].keyID == keyID }) {
+            runs[i].count += 1
+        } else {
+            runs.append((event, keyID, 1))
+        }
     }
 }

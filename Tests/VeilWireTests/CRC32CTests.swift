@@ -61,6 +61,8 @@ struct CRC32CTests {
         let pool = randomBytes(70_000, using: &rng)
         var lengths = Array(0...300)
         lengths += [511, 512, 513, 1023, 1024, 1025, 4095, 4096, 4097, 65535, 65536, 65537]
+        // Around the hardware path's interleaved stretches of 3 × 4096 bytes.
+        lengths += [12287, 12288, 12289, 12296, 24575, 24576, 24577, 36864 + 7]
         pool.withUnsafeBytes { all in
             for length in lengths {
                 for offset in 0..<16 where offset + length <= all.count {

@@ -72,18 +72,69 @@ public struct Record: Sendable, Equatable {
     }
 
     /// Bytes of the record after its length prefix.
-    var bodySize: Int {
-        func nullableSize(_ b: ByteBuffer?) -> Int {
-            guard let b else { return 1 }
-            return varintSize(Int64(b.readableBytes)) + b.readableBytes
+    var bodySize: Int { bodySize(valueByteCount: value?.readableBytes) }
+
+    /// Bytes of the record after its length prefix if its value had `valueByteCount` bytes (nil: null).
+    func bodySize(valueByteCount: Int?) -> Int {
+        1 + varintSize(timestampDelta) + varintSize(Int64(offsetDelta))
+            + Self.nullableSize(key?.readableBytes) + Self.nullableSize(valueByteCount) + headersSize
+    }
+
+    /// Bytes of a nullable length-prefixed field of `count` bytes (nil: null).
+    private static func nullableSize(_ count: Int?) -> Int {
+        guard let count else { return 1 }
+        return varintSize(Int64(count)) + count
+    }
+
+    /// Writes the record, length prefix included, with a value of `valueByteCount` bytes that
+    /// `writeValue` appends to `buffer` in place of ``value``: a decrypted value goes straight
+    /// into the outgoing batch instead of into a buffer of its own first.
+    ///
+    /// If `writeValue` throws, `buffer` is left as it was before the call.
+    public func write(to buffer: inout ByteBuffer, valueByteCount: Int,
+                      writeValue: (inout ByteBuffer) throws -> Void) rethrows {
+        // Not generic over a typed error: across modules an unspecialized generic costs more
+        // per record than the record's own bytes.
+        let body = bodySize(valueByteCount: valueByteCount)
+        let total = varintSize(Int64(body)) + body
+        let start = buffer.writerIndex
+        buffer.reserveCapacity(minimumWritableBytes: total)
+        let prefix = total - valueByteCount - headersSize
+        buffer.writeWithUnsafeMutableBytes(minimumWritableBytes: prefix) { out in
+            var w = RawRecordWriter(out)
+            w.leadingFields(of: self, bodySize: body)
+            w.varint(Int64(valueByteCount))
+            precondition(w.offset == prefix, "record prefix computed as \(prefix) but \(w.offset) bytes written")
+            return prefix
         }
-        var size = 1 + varintSize(timestampDelta) + varintSize(Int64(offsetDelta))
-        size += nullableSize(key) + nullableSize(value) + varintSize(Int64(headers.count))
+        do {
+            try writeValue(&buffer)
+        } catch {
+            buffer.moveWriterIndex(to: start)
+            throw error
+        }
+        precondition(buffer.writerIndex - start == prefix + valueByteCount, "record value is not the \(valueByteCount) bytes announced")
+        writeHeaders(to: &buffer)
+    }
+
+    /// Bytes of the header count and headers.
+    private var headersSize: Int {
+        var size = varintSize(Int64(headers.count))
         for h in headers {
             let keyLength = h.key.utf8.count
-            size += varintSize(Int64(keyLength)) + keyLength + nullableSize(h.value)
+            size += varintSize(Int64(keyLength)) + keyLength + Self.nullableSize(h.value?.readableBytes)
         }
         return size
+    }
+
+    private func writeHeaders(to buffer: inout ByteBuffer) {
+        let size = headersSize
+        buffer.writeWithUnsafeMutableBytes(minimumWritableBytes: size) { out in
+            var w = RawRecordWriter(out)
+            w.headers(headers)
+            precondition(w.offset == size, "record headers computed as \(size) but \(w.offset) bytes written")
+            return size
+        }
     }
 
     /// Writes the record, length prefix included.
@@ -98,18 +149,9 @@ public struct Record: Sendable, Equatable {
         let total = varintSize(Int64(bodySize)) + bodySize
         buffer.writeWithUnsafeMutableBytes(minimumWritableBytes: total) { out in
             var w = RawRecordWriter(out)
-            w.varint(Int64(bodySize))
-            w.byte(UInt8(bitPattern: attributes))
-            w.varint(timestampDelta)
-            w.varint(Int64(offsetDelta))
-            w.nullable(key)
+            w.leadingFields(of: self, bodySize: bodySize)
             w.nullable(value)
-            w.varint(Int64(headers.count))
-            for h in headers {
-                w.varint(Int64(h.key.utf8.count))
-                w.string(h.key)
-                w.nullable(h.value)
-            }
+            w.headers(headers)
             precondition(w.offset == total, "record size computed as \(total) but \(w.offset) bytes written")
             return total
         }
@@ -228,6 +270,24 @@ struct RawRecordWriter {
         guard let b else { return varint(-1) }
         varint(Int64(b.readableBytes))
         b.withUnsafeReadableBytes { bytes($0) }
+    }
+
+    /// The length prefix and the fields before the value.
+    mutating func leadingFields(of record: Record, bodySize: Int) {
+        varint(Int64(bodySize))
+        byte(UInt8(bitPattern: record.attributes))
+        varint(record.timestampDelta)
+        varint(Int64(record.offsetDelta))
+        nullable(record.key)
+    }
+
+    mutating func headers(_ headers: [RecordHeader]) {
+        varint(Int64(headers.count))
+        for h in headers {
+            varint(Int64(h.key.utf8.count))
+            string(h.key)
+            nullable(h.value)
+        }
     }
 
     mutating func string(_ s: String) {

@@ -12,8 +12,10 @@ public struct RecordBatch: Sendable, Equatable {
     public static let headerSize = 61
     /// Bytes of header counted by `batchLength` (everything after the length field).
     static let minimumBatchLength = headerSize - 12
+    static let batchLengthOffset = 8
     static let crcOffset = 17
     static let attributesOffset = 21
+    static let recordCountOffset = 57
 
     public var baseOffset: Int64
     public var partitionLeaderEpoch: Int32
@@ -146,27 +148,33 @@ public struct RecordBatch: Sendable, Equatable {
                 recordsSize += varintSize(Int64(body)) + body
             }
             buffer.reserveCapacity(minimumWritableBytes: Self.headerSize + recordsSize)
-            let start = writeHeader(recordsSize: recordsSize, into: &buffer)
+            let start = writeHeader(recordsSize: recordsSize, count: records.count, into: &buffer)
             for (r, body) in zip(records, sizes) { r.write(to: &buffer, bodySize: body) }
-            writeCRC(batchStart: start, in: &buffer)
+            Self.writeCRC(batchStart: start, in: &buffer)
             return
         }
         var recordBytes = ByteBuffer()
         recordBytes.reserveCapacity(records.reduce(0) { $0 + ($1.value?.readableBytes ?? 0) + ($1.key?.readableBytes ?? 0) + 16 })
         for r in records { r.write(to: &recordBytes) }
+        try write(compressing: recordBytes, count: records.count, into: &buffer, compressionLevel: compressionLevel)
+    }
+
+    /// Writes the batch with `recordBytes` (`count` encoded records) compressed as its payload.
+    func write(compressing recordBytes: ByteBuffer, count: Int, into buffer: inout ByteBuffer, compressionLevel: Int?) throws {
+        let payload: ByteBuffer
         do {
-            recordBytes = try Compressor.compress(recordBytes, codec: compression, level: compressionLevel)
+            payload = try Compressor.compress(recordBytes, codec: compression, level: compressionLevel)
         } catch let error as CompressionError {
             throw WireError(error)
         }
-        buffer.reserveCapacity(minimumWritableBytes: Self.headerSize + recordBytes.readableBytes)
-        let start = writeHeader(recordsSize: recordBytes.readableBytes, into: &buffer)
-        buffer.writeImmutableBuffer(recordBytes)
-        writeCRC(batchStart: start, in: &buffer)
+        buffer.reserveCapacity(minimumWritableBytes: Self.headerSize + payload.readableBytes)
+        let start = writeHeader(recordsSize: payload.readableBytes, count: count, into: &buffer)
+        buffer.writeImmutableBuffer(payload)
+        Self.writeCRC(batchStart: start, in: &buffer)
     }
 
     /// Writes the header with a zero CRC; returns where the batch starts in `buffer`.
-    private func writeHeader(recordsSize: Int, into buffer: inout ByteBuffer) -> Int {
+    func writeHeader(recordsSize: Int, count: Int, into buffer: inout ByteBuffer) -> Int {
         let start = buffer.writerIndex
         buffer.writeInteger(baseOffset)
         buffer.writeInteger(Int32(Self.minimumBatchLength + recordsSize))
@@ -180,12 +188,12 @@ public struct RecordBatch: Sendable, Equatable {
         buffer.writeInteger(producerId)
         buffer.writeInteger(producerEpoch)
         buffer.writeInteger(baseSequence)
-        buffer.writeInteger(Int32(records.count))
+        buffer.writeInteger(Int32(count))
         return start
     }
 
     /// Computes the CRC over everything from the attributes to the end of `buffer` and stores it.
-    private func writeCRC(batchStart start: Int, in buffer: inout ByteBuffer) {
+    static func writeCRC(batchStart start: Int, in buffer: inout ByteBuffer) {
         let crc = buffer.withUnsafeReadableBytes {
             CRC32C.checksum(UnsafeRawBufferPointer(rebasing: $0[(start - buffer.readerIndex + Self.attributesOffset)...]))
         }
