@@ -7,10 +7,8 @@ public enum CRC32C {
     public static var usesHardware: Bool { veil_crc32c_has_hardware() != 0 }
 
     public static func checksum(_ bytes: ByteBufferView) -> UInt32 {
-        bytes.withUnsafeBytes { veil_crc32c(0, $0.baseAddress, $0.count) } ?? {
-            var copy = Array(bytes)
-            return copy.withUnsafeMutableBytes { veil_crc32c(0, $0.baseAddress, $0.count) }
-        }()
+        // A ByteBufferView is always contiguous, so there is no copying fallback to take.
+        bytes.withUnsafeBytes { veil_crc32c(0, $0.baseAddress, $0.count) }
     }
 
     public static func checksum(_ bytes: UnsafeRawBufferPointer) -> UInt32 {
