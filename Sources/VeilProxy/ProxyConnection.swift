@@ -247,7 +247,7 @@ final class ProxyConnection: @unchecked Sendable {
 
     /// One side's channel went inactive: the other closes too. An upstream that hangs up, or
     /// a client that leaves with requests unanswered, is said in the connection's one line.
-    func sideClosed(_ side: ProxySideHandler.Side) {
+    func sideClosed(_ side: ProxySideHandler.Side, reset: Bool = false) {
         guard !closed else { return }
         let waiting = exchanges.count
         let broker = upstreamAddress.map { "\($0)" } ?? "broker"
@@ -258,9 +258,9 @@ final class ProxyConnection: @unchecked Sendable {
         case .upstream:
             closeNote = "upstream \(broker) closed its idle connection"
         case .client where waiting > 0:
-            closeNote = "client disconnected with \(waiting) request(s) in flight"
+            closeNote = "client disconnected with \(waiting) request(s) in flight" + (reset ? " (connection reset)" : "")
         case .client:
-            break
+            closeNote = reset ? "client reset its connection" : nil
         }
         close()
     }
@@ -721,6 +721,12 @@ final class ProxySideHandler: ChannelDuplexHandler {
     }
 
     func errorCaught(context: ChannelHandlerContext, error: Error) {
+        // A client that resets its connection has left, as one that closes it has: that is
+        // its choice, not a network error of Veil's, and its line says so the same way.
+        if side == .client, let io = error as? IOError, io.errnoCode == ECONNRESET || io.errnoCode == EPIPE {
+            connection.sideClosed(.client, reset: true)
+            return
+        }
         connection.fail(connection.describe(error, from: side, channel: context.channel))
     }
 }
