@@ -151,19 +151,13 @@ import VeilKMS
     }
 
     /// A FIFO (or device) at the keyring's path must be refused at once: a blocking open()
-    /// would hang start-up, and a SIGHUP reload would stop the signal loop for good.
-    @Test func fifoIsRefusedWithoutBlocking() throws {
+    /// would hang start-up, and a SIGHUP reload would stop the signal loop for good. A
+    /// directory there is refused the same way.
+    @Test(arguments: ["fifo", "directory"])
+    func nonRegularFilesAreRefusedWithoutBlocking(kind: String) throws {
         let dir = try TemporaryDirectory()
         let path = dir.file("owner.keyring")
-        #expect(mkfifo(path, 0o600) == 0)
-        let error = #expect(throws: KeyringError.self) { _ = try LocalKeyring(contentsOf: path) }
-        #expect(error == .notRegularFile(path: path))
-    }
-
-    @Test func directoryIsRefused() throws {
-        let dir = try TemporaryDirectory()
-        let path = dir.file("owner.keyring")
-        #expect(mkdir(path, 0o700) == 0)
+        #expect((kind == "fifo" ? mkfifo(path, 0o600) : mkdir(path, 0o700)) == 0)
         let error = #expect(throws: KeyringError.self) { _ = try LocalKeyring(contentsOf: path) }
         #expect(error == .notRegularFile(path: path))
     }
