@@ -189,7 +189,10 @@ let package = Package(
         .testTarget(name: "VeilSASLTests", dependencies: ["VeilSASL"], swiftSettings: strict),
         .testTarget(
             name: "VeilProxyTests",
-            dependencies: ["VeilProxy", "VeilConfig", "VeilEnvelope", "VeilKMS", "VeilJSON", "VeilWire", "VeilTestSupport"],
+            dependencies: [
+                "VeilProxy", "VeilConfig", "VeilEnvelope", "VeilKMS", "VeilJSON", "VeilWire", "VeilTestSupport",
+                .product(name: "NIOEmbedded", package: "swift-nio"),
+            ],
             swiftSettings: strict),
         .testTarget(name: "VeilJSONTests", dependencies: ["VeilJSON", "VeilTestSupport"], swiftSettings: strict),
         .testTarget(name: "VeilConfigTests", dependencies: ["VeilConfig"], swiftSettings: strict),

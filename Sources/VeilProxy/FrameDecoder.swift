@@ -1,21 +1,52 @@
 import NIOCore
 import VeilWire
 
+/// Takes a response's bytes as they arrive, instead of after its whole frame, when the
+/// response goes to the client unchanged.
+///
+/// A store-and-forward proxy adds the time to receive a whole response to every round trip
+/// before the client sees its first byte; a consumer with one Fetch in flight per broker
+/// (librdkafka's way) pays that on every multi-megabyte Fetch.
+protocol ResponseCutThrough: AnyObject {
+    /// Whether the frame of `size` bytes (after its size prefix) answering `correlationId`
+    /// may be passed on as it arrives. When this returns true, every byte of the frame,
+    /// size prefix included, goes to `cutThrough(_:last:)`.
+    func beginCutThrough(correlationId: Int32, size: Int) -> Bool
+    /// The next bytes of the frame being passed on; `last` once the frame is complete.
+    func cutThrough(_ bytes: ByteBuffer, last: Bool)
+}
+
 /// Cuts the inbound byte stream into Kafka frames; a bad size prefix is an error
 /// that closes this connection only.
+///
+/// With a `cutThrough` receiver, a large frame that receiver accepts is handed on in pieces
+/// as its bytes arrive rather than collected first.
 final class KafkaFrameDecoder: ByteToMessageDecoder {
     typealias InboundOut = ByteBuffer
 
     private let parser: FrameParser
+    private let receiver: ResponseCutThrough?
+    /// Bytes of the frame being cut through that have not arrived yet.
+    private var cutThroughRemaining = 0
+    /// The receiver declined the frame now being collected; not asked again for it.
+    private var declined = false
     /// Largest frame remainder reserved ahead of its bytes arriving.
     static let largestReservation = 16 << 20
+    /// Frames smaller than this are collected whole: they mostly arrive in one read anyway,
+    /// and their parsing is cheaper than the bookkeeping of cutting them through.
+    static let cutThroughMinimum = 64 << 10
 
-    init(maxFrameBytes: Int) {
+    init(maxFrameBytes: Int, cutThrough receiver: ResponseCutThrough? = nil) {
         parser = FrameParser(maxFrameBytes: maxFrameBytes)
+        self.receiver = receiver
     }
 
     func decode(context: ChannelHandlerContext, buffer: inout ByteBuffer) throws -> DecodingState {
+        if cutThroughRemaining > 0 {
+            return passOn(&buffer)
+        }
         guard let frame = try parser.next(from: &buffer) else {
+            if try startCutThrough(&buffer) { return passOn(&buffer) }
             // A large frame arrives in many reads, each appended to this buffer; growing it
             // by doubling copies what is already there every time. Once the size prefix is
             // known (and validated by `next`), make room for the whole frame at once.
@@ -27,12 +58,39 @@ final class KafkaFrameDecoder: ByteToMessageDecoder {
             }
             return .needMoreData
         }
+        declined = false
         context.fireChannelRead(wrapInboundOut(frame))
+        return .continue
+    }
+
+    /// Asks the receiver, once per frame, whether the incomplete frame at the reader index
+    /// may be cut through; the size prefix has already been validated by the parser.
+    private func startCutThrough(_ buffer: inout ByteBuffer) throws -> Bool {
+        guard let receiver, !declined,
+              let size = buffer.getInteger(at: buffer.readerIndex, as: Int32.self), Int(size) >= Self.cutThroughMinimum,
+              let correlationId = buffer.getInteger(at: buffer.readerIndex + 4, as: Int32.self)
+        else { return false }
+        guard receiver.beginCutThrough(correlationId: correlationId, size: Int(size)) else {
+            declined = true
+            return false
+        }
+        cutThroughRemaining = 4 + Int(size)
+        return true
+    }
+
+    private func passOn(_ buffer: inout ByteBuffer) -> DecodingState {
+        let count = min(cutThroughRemaining, buffer.readableBytes)
+        guard count > 0, let bytes = buffer.readSlice(length: count) else { return .needMoreData }
+        cutThroughRemaining -= count
+        receiver?.cutThrough(bytes, last: cutThroughRemaining == 0)
         return .continue
     }
 
     func decodeLast(context: ChannelHandlerContext, buffer: inout ByteBuffer, seenEOF: Bool) throws -> DecodingState {
         while try decode(context: context, buffer: &buffer) == .continue {}
+        if cutThroughRemaining > 0 {
+            throw WireError(.truncated(what: "frame at end of stream", needed: cutThroughRemaining, available: 0))
+        }
         if buffer.readableBytes > 0 {
             throw WireError(.truncated(what: "frame at end of stream", needed: 4, available: buffer.readableBytes))
         }

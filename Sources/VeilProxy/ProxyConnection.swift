@@ -24,6 +24,8 @@ final class ProxyConnection: @unchecked Sendable {
             case filteringRequest
             case awaitingUpstream
             case filteringResponse
+            /// The upstream's response is going to the client as it arrives.
+            case cuttingThrough
             case ready(ByteBuffer)
             case noResponse
         }
@@ -177,7 +179,7 @@ final class ProxyConnection: @unchecked Sendable {
                     if let tls = security.tls {
                         try sync.addHandler(NIOSSLClientHandler(context: tls.context, serverHostname: tls.serverName(for: next.host)))
                     }
-                    try sync.addHandler(ByteToMessageHandler(KafkaFrameDecoder(maxFrameBytes: maxFrame)))
+                    try sync.addHandler(ByteToMessageHandler(KafkaFrameDecoder(maxFrameBytes: maxFrame, cutThrough: self)))
                     try sync.addHandler(UpstreamSessionHandler(
                         broker: next, tls: security.tls, mechanism: security.saslMechanism, exchange: exchange, ready: ready,
                         timeout: security.setupTimeout))
@@ -564,8 +566,26 @@ final class ProxyConnection: @unchecked Sendable {
         }
     }
 
+    /// Whether the upstream's response to `exchange` goes to the client byte for byte: nothing
+    /// in it names a broker address to rewrite, a record to filter, or an error Veil adds.
+    private func forwardsResponseUnchanged(_ exchange: Exchange) -> Bool {
+        switch exchange.apiKey {
+        case .apiVersions, .metadata, .findCoordinator, .describeCluster:
+            return false
+        case .produce:
+            // v10 may carry broker endpoints; refused partitions are merged into the answer.
+            return exchange.apiVersion < 10 && exchange.rejectedPartitions.isEmpty
+        case .fetch:
+            // v16 may carry broker endpoints.
+            return exchange.apiVersion < 16 && filters.records == nil
+        default:
+            return true
+        }
+    }
+
     private func transformResponse(_ exchange: Exchange, header: ResponseHeader, body: ByteBuffer) throws -> EventLoopFuture<ByteBuffer?> {
         let version = exchange.apiVersion
+        if forwardsResponseUnchanged(exchange) { return loop.makeSucceededFuture(nil) }
         let rewriter = AddressRewriter(server: server)
         @Sendable func encoded<M: KafkaMessage>(_ m: M, _ v: Int16) -> ByteBuffer? {
             // Rewritten responses are about the upstream's size (decrypted ones a little
@@ -606,7 +626,6 @@ final class ProxyConnection: @unchecked Sendable {
             }
         case .fetch:
             let filter = filters.records
-            guard version >= 16 || filter != nil else { return loop.makeSucceededFuture(nil) }
             let response = try FetchResponse(decoding: body, version: version)
             var rewritten: EventLoopFuture<FetchResponse?> = loop.makeSucceededFuture(nil)
             // Only a non-empty endpoint list needs rewriting; otherwise the upstream's bytes
@@ -661,6 +680,28 @@ final class ProxyConnection: @unchecked Sendable {
         if wrote { client.flush() }
         maybeResumeClientReads()
         closeIfDrained()
+    }
+}
+
+extension ProxyConnection: ResponseCutThrough {
+    /// Only the response the client is waiting for next can go out as it arrives: one behind
+    /// an earlier response still being rewritten would overtake it.
+    func beginCutThrough(correlationId: Int32, size: Int) -> Bool {
+        guard !closed, let head = exchanges.first, head.correlationId == correlationId, head.expectsResponse,
+              head.forward == nil, case .awaitingUpstream = head.state, forwardsResponseUnchanged(head)
+        else { return false }
+        head.state = .cuttingThrough
+        responseBytes += size
+        server.metrics.response(head.apiKey, bytes: size)
+        return true
+    }
+
+    func cutThrough(_ bytes: ByteBuffer, last: Bool) {
+        guard !closed else { return }
+        client.writeAndFlush(bytes, promise: nil)
+        guard last else { return }
+        exchanges.removeFirst()
+        drainResponses()
     }
 }
 

@@ -1,0 +1,170 @@
+import Logging
+import NIOCore
+import NIOPosix
+import Testing
+import VeilConfig
+import VeilProxy
+import VeilWire
+
+/// Through a running proxy: a large response Veil passes on unchanged reaches the client as
+/// the broker sends it, not after its last byte, and stays in order behind a response Veil
+/// rewrites.
+@Suite struct ResponseCutThroughTests {
+    let group = MultiThreadedEventLoopGroup.singleton
+
+    /// A test double for a broker (a real one cannot be told to stop halfway through a
+    /// response): answers Metadata with itself as the only broker, and any Fetch with a large
+    /// frame of which it sends `firstPart` bytes at once and the rest when `release` completes.
+    final class SplitResponder: ChannelInboundHandler, @unchecked Sendable {
+        typealias InboundIn = ByteBuffer
+        typealias OutboundOut = ByteBuffer
+
+        let port: PortBox
+        let bodyBytes: Int
+        let firstPart: Int
+        let release: EventLoopFuture<Void>
+
+        init(port: PortBox, bodyBytes: Int, firstPart: Int, release: EventLoopFuture<Void>) {
+            self.port = port
+            self.bodyBytes = bodyBytes
+            self.firstPart = firstPart
+            self.release = release
+        }
+
+        func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+            var frame = unwrapInboundIn(data)
+            guard let header = try? RequestHeader.read(from: &frame) else { context.close(promise: nil); return }
+            var out = ByteBuffer()
+            ResponseHeader(correlationId: header.correlationId)
+                .write(to: &out, headerVersion: header.apiKey.responseHeaderVersion(header.apiVersion))
+            switch header.apiKey {
+            case .metadata:
+                MetadataResponse(brokers: [BrokerEndpoint(nodeId: 0, host: "127.0.0.1", port: Int32(port.port))],
+                                 clusterId: "split", controllerId: 0, topics: [])
+                    .encode(version: header.apiVersion, into: &out)
+                var framed = ByteBuffer()
+                FrameParser.write(out, to: &framed)
+                context.writeAndFlush(wrapOutboundOut(framed), promise: nil)
+            case .fetch:
+                out.writeBytes(ResponseCutThroughTests.body(bodyBytes))
+                var framed = ByteBuffer()
+                FrameParser.write(out, to: &framed)
+                let head = framed.readSlice(length: firstPart)!
+                context.writeAndFlush(wrapOutboundOut(head), promise: nil)
+                let channel = context.channel
+                release.whenSuccess { channel.writeAndFlush(framed, promise: nil) }
+            default:
+                context.close(promise: nil)
+            }
+        }
+    }
+
+    static func body(_ count: Int) -> [UInt8] { (0..<count).map { UInt8(truncatingIfNeeded: $0 &* 13 &+ 1) } }
+
+    private func start(bodyBytes: Int, firstPart: Int, release: EventLoopFuture<Void>) async throws -> (ProxyServer, Channel, Int) {
+        let portBox = PortBox()
+        let upstream = try await ServerBootstrap(group: group)
+            .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
+            .childChannelInitializer { ch in
+                ch.eventLoop.makeCompletedFuture {
+                    try ch.pipeline.syncOperations.addHandler(ByteToMessageHandler(TestFrameDecoder()))
+                    try ch.pipeline.syncOperations.addHandler(
+                        SplitResponder(port: portBox, bodyBytes: bodyBytes, firstPart: firstPart, release: release))
+                }
+            }
+            .bind(host: "127.0.0.1", port: 0).get()
+        portBox.port = upstream.localAddress!.port!
+        let ports = try freePortRange(count: 4)
+        let settings = ProxySettings(listen: HostPort(host: "127.0.0.1", port: ports.lowerBound),
+                                     upstreamBootstrap: [HostPort(host: "127.0.0.1", port: portBox.port)],
+                                     brokerPorts: (ports.lowerBound + 1)...ports.upperBound)
+        let server = ProxyServer(settings: settings, group: group, logger: Logger(label: "test"))
+        try await server.start()
+        return (server, upstream, ports.lowerBound)
+    }
+
+    /// A client reading raw bytes, so a frame's first part is visible before its end.
+    private func rawClient(port: Int) async throws -> NIOAsyncChannel<ByteBuffer, ByteBuffer> {
+        try await ClientBootstrap(group: group).connect(host: "127.0.0.1", port: port) { ch in
+            ch.eventLoop.makeCompletedFuture { try NIOAsyncChannel<ByteBuffer, ByteBuffer>(wrappingChannelSynchronously: ch) }
+        }
+    }
+
+    private static func framed<M: KafkaMessage>(_ message: M, version: Int16, correlationId: Int32) -> ByteBuffer {
+        var payload = ByteBuffer()
+        RequestHeader(apiKey: M.apiKey, apiVersion: version, correlationId: correlationId, clientId: "t").write(to: &payload)
+        message.encode(version: version, into: &payload)
+        var frame = ByteBuffer()
+        FrameParser.write(payload, to: &frame)
+        return frame
+    }
+
+    static let fetch = FetchRequest(maxWaitMs: 100, minBytes: 1, topics: [
+        .init(topic: "t", partitions: [.init(partition: 0, fetchOffset: 0, partitionMaxBytes: 50 << 20)]),
+    ])
+
+    /// Reads until `count` bytes have arrived in all, or fails after `seconds`.
+    private static func read(_ it: inout NIOAsyncChannelInboundStream<ByteBuffer>.AsyncIterator, into got: inout [UInt8],
+                             until count: Int, seconds: Int64) async throws {
+        let deadline = ContinuousClock.now + .seconds(seconds)
+        while got.count < count {
+            guard ContinuousClock.now < deadline else {
+                throw TestError("received \(got.count) of \(count) bytes within \(seconds) s")
+            }
+            guard let next = try await it.next() else { throw TestError("connection closed after \(got.count) bytes") }
+            got += next.readableBytesView
+        }
+    }
+
+    @Test(.timeLimit(.minutes(1))) func largeUnchangedResponseReachesTheClientBeforeItsEnd() async throws {
+        let releasePromise = group.next().makePromise(of: Void.self)
+        let bodyBytes = 2 << 20
+        let firstPart = 300_000
+        let (server, upstream, listen) = try await start(bodyBytes: bodyBytes, firstPart: firstPart, release: releasePromise.futureResult)
+        defer { releasePromise.succeed(()); Task { await server.stop(); try? await upstream.close() } }
+        let client = try await rawClient(port: listen)
+        try await client.executeThenClose { inbound, outbound in
+            try await outbound.write(Self.framed(Self.fetch, version: 4, correlationId: 9))
+            var it = inbound.makeAsyncIterator()
+            var got: [UInt8] = []
+            // Store-and-forward would hold all of these until the broker's last byte, which it
+            // only sends once released: this read would wait until the time limit.
+            try await Self.read(&it, into: &got, until: firstPart, seconds: 10)
+            #expect(got.count == firstPart)
+            releasePromise.succeed(())
+            let total = 4 + 4 + bodyBytes
+            try await Self.read(&it, into: &got, until: total, seconds: 20)
+            var expected = ByteBuffer()
+            expected.writeInteger(Int32(4 + bodyBytes))
+            expected.writeInteger(Int32(9))
+            expected.writeBytes(Self.body(bodyBytes))
+            #expect(got == Array(expected.readableBytesView))
+        }
+    }
+
+    @Test(.timeLimit(.minutes(1))) func cutThroughResponseStaysBehindARewrittenOne() async throws {
+        let releasePromise = group.next().makePromise(of: Void.self)
+        releasePromise.succeed(())
+        let bodyBytes = 1 << 20
+        let (server, upstream, listen) = try await start(bodyBytes: bodyBytes, firstPart: 100_000, release: releasePromise.futureResult)
+        defer { Task { await server.stop(); try? await upstream.close() } }
+        let client = try await TestKafkaClient.connect(port: listen, group: group)
+        try await client.channel.executeThenClose { inbound, outbound in
+            // Both requests in one write: the broker answers them back to back.
+            var both = Self.framed(MetadataRequest(topics: nil), version: 9, correlationId: 1)
+            var fetch = Self.framed(Self.fetch, version: 4, correlationId: 2)
+            both.writeBuffer(&fetch)
+            try await outbound.write(both)
+            var it = inbound.makeAsyncIterator()
+            var first = try #require(try await it.next())
+            let metadataHeader = try ResponseHeader.read(from: &first, headerVersion: ApiKey.metadata.responseHeaderVersion(9))
+            #expect(metadataHeader.correlationId == 1)
+            let metadata = try MetadataResponse(decoding: first, version: 9)
+            // Rewritten: the broker is named by the proxy's own address, not the double's port.
+            #expect(metadata.brokers.first.map { Int($0.port) } != upstream.localAddress?.port)
+            var second = try #require(try await it.next())
+            #expect(second.readInteger(as: Int32.self) == 2)
+            #expect(Array(second.readableBytesView) == Self.body(bodyBytes))
+        }
+    }
+}
