@@ -1,17 +1,19 @@
 import NIOCore
 import VeilWire
 
-/// Takes a response's bytes as they arrive, instead of after its whole frame, when the
-/// response goes to the client unchanged.
+/// Takes a frame's bytes as they arrive, instead of after the whole frame, when the frame
+/// goes to the other side unchanged.
 ///
-/// A store-and-forward proxy adds the time to receive a whole response to every round trip
-/// before the client sees its first byte; a consumer with one Fetch in flight per broker
-/// (librdkafka's way) pays that on every multi-megabyte Fetch.
-protocol ResponseCutThrough: AnyObject {
-    /// Whether the frame of `size` bytes (after its size prefix) answering `correlationId`
-    /// may be passed on as it arrives. When this returns true, every byte of the frame,
-    /// size prefix included, goes to `cutThrough(_:last:)`.
-    func beginCutThrough(correlationId: Int32, size: Int) -> Bool
+/// A store-and-forward proxy adds the time to receive a whole frame to every round trip
+/// before the other side sees its first byte: a consumer with one Fetch in flight per broker
+/// (librdkafka's way) pays it on every multi-megabyte Fetch, and every large Produce pays it
+/// once more, after the client has paid it sending to Veil. Passed on as read, the bytes are
+/// also never copied into a frame buffer.
+protocol FrameCutThrough: AnyObject {
+    /// Whether the frame of `size` bytes (after its size prefix) may be passed on as it
+    /// arrives; `head` is what has arrived of it so far. When this returns true, every byte
+    /// of the frame, size prefix included, goes to `cutThrough(_:last:)`.
+    func beginCutThrough(size: Int, head: ByteBuffer) -> Bool
     /// The next bytes of the frame being passed on; `last` once the frame is complete.
     func cutThrough(_ bytes: ByteBuffer, last: Bool)
 }
@@ -25,7 +27,7 @@ final class KafkaFrameDecoder: ByteToMessageDecoder {
     typealias InboundOut = ByteBuffer
 
     private let parser: FrameParser
-    private let receiver: ResponseCutThrough?
+    private let receiver: FrameCutThrough?
     /// Bytes of the frame being cut through that have not arrived yet.
     private var cutThroughRemaining = 0
     /// The receiver declined the frame now being collected; not asked again for it.
@@ -36,7 +38,7 @@ final class KafkaFrameDecoder: ByteToMessageDecoder {
     /// and their parsing is cheaper than the bookkeeping of cutting them through.
     static let cutThroughMinimum = 64 << 10
 
-    init(maxFrameBytes: Int, cutThrough receiver: ResponseCutThrough? = nil) {
+    init(maxFrameBytes: Int, cutThrough receiver: FrameCutThrough? = nil) {
         parser = FrameParser(maxFrameBytes: maxFrameBytes)
         self.receiver = receiver
     }
@@ -68,9 +70,9 @@ final class KafkaFrameDecoder: ByteToMessageDecoder {
     private func startCutThrough(_ buffer: inout ByteBuffer) throws -> Bool {
         guard let receiver, !declined,
               let size = buffer.getInteger(at: buffer.readerIndex, as: Int32.self), Int(size) >= Self.cutThroughMinimum,
-              let correlationId = buffer.getInteger(at: buffer.readerIndex + 4, as: Int32.self)
+              let head = buffer.getSlice(at: buffer.readerIndex + 4, length: buffer.readableBytes - 4)
         else { return false }
-        guard receiver.beginCutThrough(correlationId: correlationId, size: Int(size)) else {
+        guard receiver.beginCutThrough(size: Int(size), head: head) else {
             declined = true
             return false
         }

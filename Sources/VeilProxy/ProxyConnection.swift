@@ -24,7 +24,7 @@ final class ProxyConnection: @unchecked Sendable {
             case filteringRequest
             case awaitingUpstream
             case filteringResponse
-            /// The upstream's response is going to the client as it arrives.
+            /// The request is going upstream, or its response to the client, as it arrives.
             case cuttingThrough
             case ready(ByteBuffer)
             case noResponse
@@ -40,6 +40,11 @@ final class ProxyConnection: @unchecked Sendable {
         /// Produce partitions Veil refused; their errors join the upstream's response.
         var rejectedPartitions: [RejectedPartition] = []
         var expectsResponse = true
+
+        var isFilteringRequest: Bool {
+            if case .filteringRequest = state { return true }
+            return false
+        }
 
         init(apiKey: ApiKey, apiVersion: Int16, correlationId: Int32) {
             self.apiKey = apiKey
@@ -179,7 +184,7 @@ final class ProxyConnection: @unchecked Sendable {
                     if let tls = security.tls {
                         try sync.addHandler(NIOSSLClientHandler(context: tls.context, serverHostname: tls.serverName(for: next.host)))
                     }
-                    try sync.addHandler(ByteToMessageHandler(KafkaFrameDecoder(maxFrameBytes: maxFrame, cutThrough: self)))
+                    try sync.addHandler(ByteToMessageHandler(KafkaFrameDecoder(maxFrameBytes: maxFrame, cutThrough: CutThroughPassage(connection: self, side: .upstream))))
                     try sync.addHandler(UpstreamSessionHandler(
                         broker: next, tls: security.tls, mechanism: security.saslMechanism, exchange: exchange, ready: ready,
                         timeout: security.setupTimeout))
@@ -683,25 +688,87 @@ final class ProxyConnection: @unchecked Sendable {
     }
 }
 
-extension ProxyConnection: ResponseCutThrough {
-    /// Only the response the client is waiting for next can go out as it arrives: one behind
-    /// an earlier response still being rewritten would overtake it.
-    func beginCutThrough(correlationId: Int32, size: Int) -> Bool {
-        guard !closed, let head = exchanges.first, head.correlationId == correlationId, head.expectsResponse,
-              head.forward == nil, case .awaitingUpstream = head.state, forwardsResponseUnchanged(head)
+extension ProxyConnection {
+    /// Only a request every earlier request has gone upstream ahead of can go as it arrives;
+    /// only a Produce, the one large request, and only one Veil forwards unchanged (no record
+    /// filter for this identity); and only when its header and acks have arrived to be read.
+    func beginRequestCutThrough(size: Int, head: ByteBuffer) -> Bool {
+        guard !closed, !refusing, !draining, authenticated, let upstream, upstream.isActive,
+              let peeked = RequestHeader.peek(head), peeked.apiKey == .produce,
+              RequestScreen.refusal(apiKey: peeked.apiKey, version: peeked.apiVersion) == nil,
+              exchanges.allSatisfy({ $0.forward == nil && !$0.isFilteringRequest })
         else { return false }
-        head.state = .cuttingThrough
-        responseBytes += size
-        server.metrics.response(head.apiKey, bytes: size)
+        refreshFilters()
+        guard !closed, filters.records == nil else { return false }
+        var body = head
+        guard let header = try? RequestHeader.read(from: &body), !exceedsFilterCap(header),
+              let acks = try? ProduceRequest.peekAcks(body: body, version: header.apiVersion)
+        else { return false }
+        requestCount += 1
+        requestBytes += size
+        server.metrics.request(header.apiKey, bytes: size)
+        let exchange = Exchange(apiKey: header.apiKey, apiVersion: header.apiVersion, correlationId: header.correlationId)
+        exchange.expectsResponse = acks != 0
+        // Until its last byte is sent it holds its place, so a shutdown does not cut it off.
+        exchange.state = .cuttingThrough
+        exchanges.append(exchange)
         return true
     }
 
-    func cutThrough(_ bytes: ByteBuffer, last: Bool) {
+    func requestCutThrough(_ bytes: ByteBuffer, last: Bool) {
+        // Nothing joins the queue while a frame is being cut through: it is the last exchange.
+        guard !closed, let upstream, let exchange = exchanges.last else { return }
+        upstream.writeAndFlush(bytes, promise: nil)
+        guard last else { return }
+        // Its answer can only come after this, on this event loop. An acks=0 request is done.
+        exchange.state = exchange.expectsResponse ? .awaitingUpstream : .noResponse
+        drainResponses()
+    }
+
+    /// Only the response the client is waiting for next can go out as it arrives: one behind
+    /// an earlier response still being rewritten would overtake it.
+    func beginResponseCutThrough(size: Int, head: ByteBuffer) -> Bool {
+        guard !closed, let correlationId = head.getInteger(at: head.readerIndex, as: Int32.self),
+              let first = exchanges.first, first.correlationId == correlationId, first.expectsResponse,
+              first.forward == nil, case .awaitingUpstream = first.state, forwardsResponseUnchanged(first)
+        else { return false }
+        first.state = .cuttingThrough
+        responseBytes += size
+        server.metrics.response(first.apiKey, bytes: size)
+        return true
+    }
+
+    func responseCutThrough(_ bytes: ByteBuffer, last: Bool) {
         guard !closed else { return }
         client.writeAndFlush(bytes, promise: nil)
         guard last else { return }
         exchanges.removeFirst()
         drainResponses()
+    }
+}
+
+/// Hands one side's cut-through frames to its connection, on the connection's event loop.
+final class CutThroughPassage: FrameCutThrough {
+    let connection: ProxyConnection
+    let side: ProxySideHandler.Side
+
+    init(connection: ProxyConnection, side: ProxySideHandler.Side) {
+        self.connection = connection
+        self.side = side
+    }
+
+    func beginCutThrough(size: Int, head: ByteBuffer) -> Bool {
+        switch side {
+        case .client: connection.beginRequestCutThrough(size: size, head: head)
+        case .upstream: connection.beginResponseCutThrough(size: size, head: head)
+        }
+    }
+
+    func cutThrough(_ bytes: ByteBuffer, last: Bool) {
+        switch side {
+        case .client: connection.requestCutThrough(bytes, last: last)
+        case .upstream: connection.responseCutThrough(bytes, last: last)
+        }
     }
 }
 

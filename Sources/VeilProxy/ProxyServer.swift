@@ -134,7 +134,8 @@ public final class ProxyServer: Sendable {
                         try child.pipeline.syncOperations.addHandler(NIOSSLServerHandler(context: tls))
                         try child.pipeline.syncOperations.addHandler(ClientTLSHandler(connection: connection))
                     }
-                    try child.pipeline.syncOperations.addHandler(ByteToMessageHandler(KafkaFrameDecoder(maxFrameBytes: maxFrame)))
+                    try child.pipeline.syncOperations.addHandler(ByteToMessageHandler(KafkaFrameDecoder(
+                        maxFrameBytes: maxFrame, cutThrough: CutThroughPassage(connection: connection, side: .client))))
                     try child.pipeline.syncOperations.addHandler(ProxySideHandler(connection: connection, side: .client))
                 }
             }

@@ -9,7 +9,7 @@ import VeilWire
 /// connection piece by piece as it arrives, and everything else as whole frames.
 @Suite struct FrameCutThroughTests {
     /// Records what the decoder hands on; accepts or declines by `accept`.
-    final class Receiver: ResponseCutThrough {
+    final class Receiver: FrameCutThrough {
         var accept: Bool
         var asked: [(correlationId: Int32, size: Int)] = []
         var pieces: [ByteBuffer] = []
@@ -17,8 +17,8 @@ import VeilWire
 
         init(accept: Bool) { self.accept = accept }
 
-        func beginCutThrough(correlationId: Int32, size: Int) -> Bool {
-            asked.append((correlationId, size))
+        func beginCutThrough(size: Int, head: ByteBuffer) -> Bool {
+            asked.append((head.getInteger(at: head.readerIndex, as: Int32.self) ?? -1, size))
             return accept
         }
 

@@ -1,4 +1,5 @@
 import Logging
+import NIOConcurrencyHelpers
 import NIOCore
 import NIOPosix
 import Testing
@@ -8,8 +9,8 @@ import VeilWire
 
 /// Through a running proxy: a large response Veil passes on unchanged reaches the client as
 /// the broker sends it, not after its last byte, and stays in order behind a response Veil
-/// rewrites.
-@Suite struct ResponseCutThroughTests {
+/// rewrites; a large Produce reaches the broker as the client sends it.
+@Suite struct CutThroughTests {
     let group = MultiThreadedEventLoopGroup.singleton
 
     /// A test double for a broker (a real one cannot be told to stop halfway through a
@@ -46,27 +47,52 @@ import VeilWire
                 FrameParser.write(out, to: &framed)
                 context.writeAndFlush(wrapOutboundOut(framed), promise: nil)
             case .fetch:
-                out.writeBytes(ResponseCutThroughTests.body(bodyBytes))
+                out.writeBytes(CutThroughTests.body(bodyBytes))
                 var framed = ByteBuffer()
                 FrameParser.write(out, to: &framed)
                 let head = framed.readSlice(length: firstPart)!
                 context.writeAndFlush(wrapOutboundOut(head), promise: nil)
                 let channel = context.channel
                 release.whenSuccess { channel.writeAndFlush(framed, promise: nil) }
+            case .produce:
+                // As a broker: nothing comes back for acks=0.
+                if (try? ProduceRequest.peekAcks(body: frame, version: header.apiVersion)) == 0 { return }
+                // Any body will do: Veil passes a Produce v3-v9 answer on without reading it.
+                out.writeBytes([1, 2, 3, 4])
+                var framed = ByteBuffer()
+                FrameParser.write(out, to: &framed)
+                context.writeAndFlush(wrapOutboundOut(framed), promise: nil)
             default:
                 context.close(promise: nil)
             }
         }
     }
 
+    /// Counts the bytes the broker double has received, ahead of its frame decoder.
+    final class ByteCounter: ChannelInboundHandler, @unchecked Sendable {
+        typealias InboundIn = ByteBuffer
+        typealias InboundOut = ByteBuffer
+        let seen: NIOLockedValueBox<Int>
+
+        init(seen: NIOLockedValueBox<Int>) { self.seen = seen }
+
+        func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+            let bytes = unwrapInboundIn(data).readableBytes
+            seen.withLockedValue { $0 += bytes }
+            context.fireChannelRead(data)
+        }
+    }
+
     static func body(_ count: Int) -> [UInt8] { (0..<count).map { UInt8(truncatingIfNeeded: $0 &* 13 &+ 1) } }
 
-    private func start(bodyBytes: Int, firstPart: Int, release: EventLoopFuture<Void>) async throws -> (ProxyServer, Channel, Int) {
+    private func start(bodyBytes: Int, firstPart: Int, release: EventLoopFuture<Void>,
+                       seen: NIOLockedValueBox<Int> = .init(0)) async throws -> (ProxyServer, Channel, Int) {
         let portBox = PortBox()
         let upstream = try await ServerBootstrap(group: group)
             .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
             .childChannelInitializer { ch in
                 ch.eventLoop.makeCompletedFuture {
+                    try ch.pipeline.syncOperations.addHandler(ByteCounter(seen: seen))
                     try ch.pipeline.syncOperations.addHandler(ByteToMessageHandler(TestFrameDecoder()))
                     try ch.pipeline.syncOperations.addHandler(
                         SplitResponder(port: portBox, bodyBytes: bodyBytes, firstPart: firstPart, release: release))
@@ -166,5 +192,53 @@ import VeilWire
             #expect(second.readInteger(as: Int32.self) == 2)
             #expect(Array(second.readableBytesView) == Self.body(bodyBytes))
         }
+    }
+
+    /// A Produce of ~1 MiB, framed.
+    private static func produce(acks: Int16, correlationId: Int32) -> ByteBuffer {
+        let records = ByteBuffer(bytes: body(1 << 20))
+        let request = ProduceRequest(acks: acks, timeoutMs: 5000, topics: [.init(name: "t", partitions: [.init(index: 0, records: records)])])
+        return framed(request, version: 7, correlationId: correlationId)
+    }
+
+    private static func waitUntil(_ seen: NIOLockedValueBox<Int>, atLeast count: Int, seconds: Int64) async throws {
+        let deadline = ContinuousClock.now + .seconds(seconds)
+        while seen.withLockedValue({ $0 }) < count {
+            guard ContinuousClock.now < deadline else {
+                throw TestError("the broker received \(seen.withLockedValue { $0 }) of \(count) bytes within \(seconds) s")
+            }
+            try await Task.sleep(for: .milliseconds(10))
+        }
+    }
+
+    @Test(.timeLimit(.minutes(1)), arguments: [Int16(1), Int16(0)])
+    func largeProduceReachesTheBrokerBeforeItsEnd(acks: Int16) async throws {
+        let seen = NIOLockedValueBox(0)
+        let released = group.next().makeSucceededVoidFuture()
+        let (server, upstream, listen) = try await start(bodyBytes: 1, firstPart: 1, release: released, seen: seen)
+        defer { Task { await server.stop(); try? await upstream.close() } }
+        let client = try await TestKafkaClient.connect(port: listen, group: group)
+        try await client.channel.executeThenClose { inbound, outbound in
+            var request = Self.produce(acks: acks, correlationId: 5)
+            let whole = request.readableBytes
+            let firstPart = 200_000
+            try await outbound.write(request.readSlice(length: firstPart)!)
+            // Store-and-forward would send the broker nothing until the client's last byte.
+            try await Self.waitUntil(seen, atLeast: firstPart, seconds: 10)
+            #expect(seen.withLockedValue { $0 } == firstPart)
+            try await outbound.write(request)
+            try await Self.waitUntil(seen, atLeast: whole, seconds: 10)
+            // The next request is answered after the Produce, in order (none for acks=0).
+            try await outbound.write(Self.framed(MetadataRequest(topics: nil), version: 9, correlationId: 6))
+            var it = inbound.makeAsyncIterator()
+            if acks != 0 {
+                var answer = try #require(try await it.next())
+                #expect(answer.readInteger(as: Int32.self) == 5)
+                #expect(Array(answer.readableBytesView) == [1, 2, 3, 4])
+            }
+            var metadata = try #require(try await it.next())
+            #expect(metadata.readInteger(as: Int32.self) == 6)
+        }
+        #expect(seen.withLockedValue { $0 } > Self.produce(acks: acks, correlationId: 5).readableBytes)
     }
 }
