@@ -108,4 +108,12 @@ extension Channel {
         write(size, promise: nil)
         write(payload, promise: nil)
     }
+
+    /// Writes one Kafka frame whose payload is `parts` one after the other (`size` bytes in all).
+    func writeFrame(parts: [ByteBuffer], size: Int) {
+        var prefix = allocator.buffer(capacity: 4)
+        prefix.writeInteger(Int32(size))
+        write(prefix, promise: nil)
+        for part in parts { write(part, promise: nil) }
+    }
 }

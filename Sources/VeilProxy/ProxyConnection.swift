@@ -26,7 +26,8 @@ final class ProxyConnection: @unchecked Sendable {
             case filteringResponse
             /// The request is going upstream, or its response to the client, as it arrives.
             case cuttingThrough
-            case ready(ByteBuffer)
+            /// The response frame's payload, in parts sent one after the other.
+            case ready([ByteBuffer])
             case noResponse
         }
 
@@ -387,7 +388,7 @@ final class ProxyConnection: @unchecked Sendable {
             let response = ApiVersionsResponse(
                 errorCode: KafkaErrorCode.unsupportedVersion,
                 apiKeys: [.init(apiKey: ApiKey.apiVersions.rawValue, minVersion: 0, maxVersion: ApiVersionsRequest.versions.upperBound)])
-            exchange.state = .ready(encodeResponse(response, exchange: exchange, version: 0))
+            exchange.state = .ready([encodeResponse(response, exchange: exchange, version: 0)])
             drainRequests()
         case .produce where exceedsFilterCap(header), .fetch where exceedsFilterCap(header):
             // Above the cap, topics are named by id and policies could not be applied:
@@ -417,7 +418,7 @@ final class ProxyConnection: @unchecked Sendable {
                     exchange.state = .awaitingUpstream
                 case .success(.respond(let response)):
                     exchange.state = exchange.expectsResponse
-                        ? .ready(encodeResponse(response, exchange: exchange, version: header.apiVersion)) : .noResponse
+                        ? .ready([encodeResponse(response, exchange: exchange, version: header.apiVersion)]) : .noResponse
                 case .failure(let error):
                     fail("produce filter failed: \(error)")
                     return
@@ -523,7 +524,7 @@ final class ProxyConnection: @unchecked Sendable {
     }
 
     private func respondLocally<M: KafkaMessage>(_ exchange: Exchange, _ message: M, version: Int16) {
-        exchange.state = .ready(encodeResponse(message, exchange: exchange, version: version))
+        exchange.state = .ready([encodeResponse(message, exchange: exchange, version: version)])
         drainResponses()
     }
 
@@ -552,7 +553,7 @@ final class ProxyConnection: @unchecked Sendable {
             return
         }
         exchange.state = .filteringResponse
-        let transformed: EventLoopFuture<ByteBuffer?>
+        let transformed: EventLoopFuture<[ByteBuffer]?>
         do {
             transformed = try transformResponse(exchange, header: header, body: body)
         } catch {
@@ -563,7 +564,7 @@ final class ProxyConnection: @unchecked Sendable {
             guard !closed else { return }
             switch result {
             case .success(let replacement):
-                exchange.state = .ready(replacement ?? frame)
+                exchange.state = .ready(replacement ?? [frame])
                 drainResponses()
             case .failure(let error):
                 fail("cannot process \(exchange.apiKey) response: \(error)")
@@ -588,18 +589,15 @@ final class ProxyConnection: @unchecked Sendable {
         }
     }
 
-    private func transformResponse(_ exchange: Exchange, header: ResponseHeader, body: ByteBuffer) throws -> EventLoopFuture<ByteBuffer?> {
+    private func transformResponse(_ exchange: Exchange, header: ResponseHeader, body: ByteBuffer) throws -> EventLoopFuture<[ByteBuffer]?> {
         let version = exchange.apiVersion
         if forwardsResponseUnchanged(exchange) { return loop.makeSucceededFuture(nil) }
         let rewriter = AddressRewriter(server: server)
-        @Sendable func encoded<M: KafkaMessage>(_ m: M, _ v: Int16) -> ByteBuffer? {
-            // Rewritten responses are about the upstream's size (decrypted ones a little
-            // smaller): one allocation instead of a chain of doublings, each a copy.
-            var out = ByteBuffer()
-            out.reserveCapacity(body.readableBytes + 256)
-            header.write(to: &out, headerVersion: exchange.apiKey.responseHeaderVersion(exchange.apiVersion))
-            m.encode(version: v, into: &out)
-            return out
+        @Sendable func encoded<M: KafkaMessage>(_ m: M, _ v: Int16) -> [ByteBuffer]? {
+            // Record sets are sent as parts of their own rather than copied behind the header.
+            var head = ByteBuffer()
+            header.write(to: &head, headerVersion: exchange.apiKey.responseHeaderVersion(exchange.apiVersion))
+            return m.encodeParts(version: v, after: head)
         }
         switch exchange.apiKey {
         case .apiVersions:
@@ -668,10 +666,11 @@ final class ProxyConnection: @unchecked Sendable {
         var wrote = false
         while let head = exchanges.first {
             switch head.state {
-            case .ready(let frame):
-                responseBytes += frame.readableBytes
-                server.metrics.response(head.apiKey, bytes: frame.readableBytes)
-                client.writeFrame(frame)
+            case .ready(let parts):
+                let size = parts.reduce(0) { $0 + $1.readableBytes }
+                responseBytes += size
+                server.metrics.response(head.apiKey, bytes: size)
+                client.writeFrame(parts: parts, size: size)
                 wrote = true
                 exchanges.removeFirst()
             case .noResponse where head.forward == nil:

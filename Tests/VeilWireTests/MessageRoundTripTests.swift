@@ -370,3 +370,36 @@ struct EncodeInPlaceTests {
         #expect(b.getSlice(at: 0, length: 3)?.bytes == [1, 2, 3])
     }
 }
+
+@Suite("Messages: encoding in parts")
+struct EncodePartsTests {
+    /// A Fetch response with one large and one small record set, in parts, is byte for byte
+    /// the single-buffer encoding behind the same header, at every version; the large record
+    /// set is a part of its own (the same storage, not a copy) and the small one is inline.
+    @Test(arguments: FetchResponse.versions)
+    func partsJoinToTheSingleBufferEncoding(version: Int16) throws {
+        let large = ByteBuffer(bytes: (0..<(WireWriter.spillMinimum + 5)).map { UInt8(truncatingIfNeeded: $0) })
+        let small = ByteBuffer(bytes: [9, 8, 7])
+        let partitions = [
+            FetchResponse.PartitionData(partitionIndex: 0, errorCode: 0, highWatermark: 10, records: large),
+            FetchResponse.PartitionData(partitionIndex: 1, errorCode: 0, highWatermark: 3, records: small),
+        ]
+        var message = FetchResponse(topics: [.init(topic: "t", topicId: KafkaUUID(high: 1, low: 2), partitions: partitions)])
+        if version >= 16 {
+            message.nodeEndpoints = NodeEndpoints(endpoints: [BrokerEndpoint(nodeId: 2, host: "b-2", port: 9092, rack: nil)])
+        }
+        let head = ByteBuffer(bytes: [0, 0, 0, 42])
+        var whole = head
+        message.encode(version: version, into: &whole)
+        let parts = message.encodeParts(version: version, after: head)
+        var joined = ByteBuffer()
+        for var part in parts { joined.writeBuffer(&part) }
+        #expect(joined == whole)
+        #expect(parts.count == 3)
+        let spilled = parts[1]
+        #expect(spilled == large)
+        spilled.withUnsafeReadableBytes { a in
+            large.withUnsafeReadableBytes { b in #expect(a.baseAddress == b.baseAddress) }
+        }
+    }
+}

@@ -30,6 +30,17 @@ extension KafkaMessage {
         encode(version: version, into: &b)
         return b
     }
+
+    /// Encodes the message after what `buffer` already holds, as parts to be sent one after
+    /// the other: large byte fields (record sets) are parts of their own, not copied.
+    public func encodeParts(version: Int16, after buffer: ByteBuffer) -> [ByteBuffer] {
+        var writer = WireWriter(buffer: buffer, version: version, flexible: Self.apiKey.isFlexible(version))
+        writer.spilled = []
+        write(to: &writer)
+        var parts = writer.spilled ?? []
+        parts.append(writer.buffer)
+        return parts.filter { $0.readableBytes > 0 }
+    }
 }
 
 /// A broker's address as it appears in Metadata, FindCoordinator, DescribeCluster and

@@ -5,6 +5,12 @@ public struct WireWriter {
     public var buffer: ByteBuffer
     public let version: Int16
     public let flexible: Bool
+    /// When set, byte fields of at least `spillMinimum` bytes are not copied into `buffer`:
+    /// what was written so far and the field itself are appended here instead, so the message
+    /// is the concatenation of these parts and then `buffer`. A rewritten Fetch response
+    /// carries megabytes of records that would otherwise be copied once more just to frame them.
+    public var spilled: [ByteBuffer]?
+    public static let spillMinimum = 32 << 10
 
     public init(buffer: ByteBuffer, version: Int16, flexible: Bool) {
         self.buffer = buffer
@@ -58,6 +64,12 @@ public struct WireWriter {
     public mutating func nullableBytes(_ b: ByteBuffer?) {
         guard let b else { return length(nil, classicInt16: false) }
         length(b.readableBytes, classicInt16: false)
+        if spilled != nil, b.readableBytes >= Self.spillMinimum {
+            spilled!.append(buffer)
+            spilled!.append(b)
+            buffer = ByteBuffer()
+            return
+        }
         buffer.writeImmutableBuffer(b)
     }
 
