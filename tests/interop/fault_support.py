@@ -8,7 +8,9 @@ Every process is started on free loopback ports in its own process group and sto
 from __future__ import annotations
 
 import os
+import re
 import socket
+import subprocess
 import threading
 import time
 from pathlib import Path
@@ -196,6 +198,26 @@ class TcpRelay:
             pass
         self.listener.close()
         self.reset_all()
+
+
+def socket_snapshot(pids: dict[str, int]) -> str:
+    """Every TCP socket of the named processes, from `ss -tnpi`: Recv-Q is bytes its process
+    has not read, Send-Q bytes its peer has not acknowledged, lastsnd/lastrcv (ms ago) when
+    data last moved. Taken during a stall, it shows which hop holds the requests."""
+    owner = {pid: name for name, pid in pids.items()}
+    rows: list[str] = []
+    current = None
+    for line in subprocess.run(["ss", "-tnpiH"], capture_output=True, text=True).stdout.splitlines():
+        if not line[:1].isspace():
+            pid = re.search(r"pid=(\d+)", line)
+            current = owner.get(int(pid.group(1))) if pid else None
+            if current:
+                state, recv_q, send_q, local, peer = line.split()[:5]
+                rows.append(f"{current}: {local} -> {peer} {state} recv_q={recv_q} send_q={send_q}")
+        elif current:
+            info = re.findall(r"\b(bytes_received|bytes_acked|lastsnd|lastrcv):(\d+)", line)
+            rows[-1] += "".join(f" {k}={v}" for k, v in info)
+    return "\n".join(rows)
 
 
 def rss_kb(pid: int) -> int:

@@ -10,6 +10,7 @@ acknowledged record must come out exactly once, in order per partition.
 
 from __future__ import annotations
 
+import os
 import socket
 import struct
 import time
@@ -18,7 +19,7 @@ import uuid
 import pytest
 
 from enc_support import EncEnv, parse_envelope, raw_fetch
-from fault_support import MotoS3, S3Tansu, TcpRelay, open_fds, rss_kb, start_sidecar_pair
+from fault_support import MotoS3, S3Tansu, TcpRelay, open_fds, rss_kb, socket_snapshot, start_sidecar_pair
 from streams import HealthyStream
 from wire_craft import frame, header_v1, produce_v7, string, valid_batch
 
@@ -59,6 +60,12 @@ class FaultEnv(EncEnv):
         s.start()
         return s
 
+    def sockets(self) -> str:
+        """Queues on every hop: clients and relay (this process), both sidecars, Tansu, and
+        Tansu's S3 (moto)."""
+        return socket_snapshot({"pytest (clients, relay)": os.getpid(), "writer": self.writer.proc.pid,
+                                "reader": self.reader.proc.pid, "tansu": self.tansu.proc.pid, "moto": self.s3.proc.pid})
+
     def sidecars_alive(self) -> list[str]:
         return [f"{sc.name} exited" for sc in (self.writer, self.reader) if not sc.proc.alive()]
 
@@ -73,18 +80,26 @@ def env(tmp_path_factory):
         e.teardown()
 
 
-def wait_acked(s: HealthyStream, n: int, timeout: float = 60, relay: TcpRelay | None = None):
-    """Waits for `n` acknowledgements; on timeout the message shows, per 5 s, the records acked
-    and (with `relay`) the bytes that went to and came from the broker, to place a stall."""
+def wait_acked(s: HealthyStream, n: int, timeout: float = 60, env: FaultEnv | None = None):
+    """Waits for `n` acknowledgements. With `env`, a stall can be placed: the timeout message
+    shows, per 5 s, the records acked and the bytes the relay moved to and from the broker,
+    and every hop's socket queues as they were after 15 s without an acknowledgement."""
     deadline = time.monotonic() + timeout
     trace, last = [], 0.0
+    progress, progress_at, sockets = len(s.acked), time.monotonic(), ""
     while len(s.acked) < n and time.monotonic() < deadline:
-        if relay and time.monotonic() - last >= 5:
-            last = time.monotonic()
-            trace.append((len(s.acked), relay.to_upstream, relay.from_upstream))
+        now = time.monotonic()
+        if env and now - last >= 5:
+            last = now
+            trace.append((len(s.acked), env.relay.to_upstream, env.relay.from_upstream))
+        if len(s.acked) != progress:
+            progress, progress_at = len(s.acked), now
+        elif env and not sockets and now - progress_at > 15:
+            sockets = env.sockets()
         time.sleep(0.1)
     assert len(s.acked) >= n, (f"only {len(s.acked)} of {n} records acknowledged within {timeout} s: {s.failed[:3]}; "
-                               f"(acked, bytes to broker, bytes from broker) every 5 s: {trace}")
+                               f"(acked, bytes to broker, bytes from broker) every 5 s: {trace}; "
+                               f"sockets after 15 s without an acknowledgement:\n{sockets}")
 
 
 def assert_stored_sealed(env: FaultEnv, s: HealthyStream):
@@ -138,10 +153,10 @@ def test_upstream_connection_reset(env):
     resets = 0
     try:
         for i in range(3):
-            wait_acked(s, 200 * (i + 1), relay=env.relay)
+            wait_acked(s, 200 * (i + 1), env=env)
             resets += env.relay.reset_all()
             time.sleep(0.5)
-        wait_acked(s, len(s.acked) + 200, timeout=90, relay=env.relay)
+        wait_acked(s, len(s.acked) + 200, timeout=90, env=env)
     finally:
         s.finish()
     problems = s.problems(min_acked=800) + env.sidecars_alive()
