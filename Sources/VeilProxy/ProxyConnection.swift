@@ -717,8 +717,10 @@ extension ProxyConnection {
     func requestCutThrough(_ bytes: ByteBuffer, last: Bool) {
         // Nothing joins the queue while a frame is being cut through: it is the last exchange.
         guard !closed, let upstream, let exchange = exchanges.last else { return }
-        upstream.writeAndFlush(bytes, promise: nil)
+        // Flushed when this round of reads ends (`readsComplete`): one write for several reads.
+        upstream.write(bytes, promise: nil)
         guard last else { return }
+        upstream.flush()
         // Its answer can only come after this, on this event loop. An acks=0 request is done.
         exchange.state = exchange.expectsResponse ? .awaitingUpstream : .noResponse
         drainResponses()
@@ -739,10 +741,22 @@ extension ProxyConnection {
 
     func responseCutThrough(_ bytes: ByteBuffer, last: Bool) {
         guard !closed else { return }
-        client.writeAndFlush(bytes, promise: nil)
+        client.write(bytes, promise: nil)
         guard last else { return }
+        client.flush()
         exchanges.removeFirst()
         drainResponses()
+    }
+}
+
+extension ProxyConnection {
+    /// A round of reads on `side` ended: what was cut through from it goes out in one write.
+    func readsComplete(on side: ProxySideHandler.Side) {
+        guard !closed else { return }
+        switch side {
+        case .client: upstream?.flush()
+        case .upstream: client.flush()
+        }
     }
 }
 
@@ -807,6 +821,11 @@ final class ProxySideHandler: ChannelDuplexHandler {
     func channelInactive(context: ChannelHandlerContext) {
         connection.sideClosed(side)
         context.fireChannelInactive()
+    }
+
+    func channelReadComplete(context: ChannelHandlerContext) {
+        connection.readsComplete(on: side)
+        context.fireChannelReadComplete()
     }
 
     func channelWritabilityChanged(context: ChannelHandlerContext) {

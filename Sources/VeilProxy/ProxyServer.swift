@@ -34,6 +34,13 @@ public final class ProxyServer: Sendable {
     /// Version caps every identity's filters can work with, advertised before a gateway
     /// client has authenticated (so before its own filters are known).
     let versionCaps: [ApiKey: Int16]
+    /// Fetch v16 responses may name brokers (KIP-951 node endpoints) in their very last bytes,
+    /// so Veil could not pass one on before its end had arrived and been checked for addresses
+    /// to rewrite: at v15 a large unchanged Fetch response goes to the client as it arrives
+    /// (see `FrameCutThrough`). Clients lose only the leader hint KIP-951 adds to an error
+    /// answer and refresh metadata instead, as before v16. Sidecars that filter records are
+    /// capped lower already (topic names), so this only changes pass-through.
+    static let cutThroughCaps: [ApiKey: Int16] = [.fetch: 15]
     private let channels: NIOLockedValueBox<[Channel]>
     /// Open client connections, for draining at shutdown.
     private let connections = NIOLockedValueBox([ObjectIdentifier: ProxyConnection]())
@@ -53,6 +60,7 @@ public final class ProxyServer: Sendable {
         for f in gateway.map({ Array($0.filters.values) }) ?? [] {
             caps.merge(f.records?.versionCaps ?? [:]) { min($0, $1) }
         }
+        caps.merge(Self.cutThroughCaps) { min($0, $1) }
         versionCaps = caps
         brokers = BrokerDirectory(ports: settings.brokerPorts)
         channels = NIOLockedValueBox([])

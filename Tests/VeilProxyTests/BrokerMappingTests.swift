@@ -123,6 +123,7 @@ import VeilWire
             #expect(byKey[0]?.minVersion == 0, "Produce keeps v0 as its minimum")
             #expect(byKey[0]?.maxVersion == 11)
             #expect(byKey[3]?.maxVersion == MetadataResponse.versions.upperBound, "Metadata capped at what Veil decodes")
+            #expect(byKey[1]?.maxVersion == 15, "Fetch capped below v16, whose node endpoints would stop cut-through")
             #expect(byKey[60]?.maxVersion == 1)
             #expect(byKey[19]?.minVersion == 2 && byKey[19]?.maxVersion == 7, "opaque APIs keep the upstream's range")
             #expect(byKey[999]?.maxVersion == 3, "unknown APIs are forwarded opaquely with the upstream's range")
