@@ -75,6 +75,9 @@ final class ProxyConnection: @unchecked Sendable {
     private var upstreamAddress: HostPort?
     /// Shutdown began: read no more requests, close once the open ones are answered.
     private var draining = false
+    /// A request is being cut through to the upstream: its remaining bytes are still read
+    /// during shutdown, or it could never be answered.
+    private var requestInPassage = false
     /// Why the connection is closing, when something went wrong; logged once at close.
     private var closeReason: String?
     /// How an ordinary close came about, when worth saying (logged at info, not an error).
@@ -321,7 +324,7 @@ final class ProxyConnection: @unchecked Sendable {
     private var clientReadPending = false
 
     func clientWantsRead() -> Bool {
-        if draining { return false }
+        if draining && !requestInPassage { return false }
         if clientReadAllowed { return true }
         clientReadPending = true
         return false
@@ -711,6 +714,7 @@ extension ProxyConnection {
         // Until its last byte is sent it holds its place, so a shutdown does not cut it off.
         exchange.state = .cuttingThrough
         exchanges.append(exchange)
+        requestInPassage = true
         return true
     }
 
@@ -721,6 +725,7 @@ extension ProxyConnection {
         upstream.write(bytes, promise: nil)
         guard last else { return }
         upstream.flush()
+        requestInPassage = false
         // Its answer can only come after this, on this event loop. An acks=0 request is done.
         exchange.state = exchange.expectsResponse ? .awaitingUpstream : .noResponse
         drainResponses()

@@ -241,4 +241,26 @@ import VeilWire
         }
         #expect(seen.withLockedValue { $0 } > Self.produce(acks: acks, correlationId: 5).readableBytes)
     }
+
+    @Test(.timeLimit(.minutes(1)))
+    func shutdownLetsAProduceBeingCutThroughFinish() async throws {
+        let seen = NIOLockedValueBox(0)
+        let (server, upstream, listen) = try await start(bodyBytes: 1, firstPart: 1, release: group.next().makeSucceededVoidFuture(), seen: seen)
+        defer { Task { try? await upstream.close() } }
+        let client = try await TestKafkaClient.connect(port: listen, group: group)
+        try await client.channel.executeThenClose { inbound, outbound in
+            var request = Self.produce(acks: 1, correlationId: 5)
+            try await outbound.write(request.readSlice(length: 200_000)!)
+            try await Self.waitUntil(seen, atLeast: 200_000, seconds: 10)
+            // Shutdown begins while the broker holds part of the request: the rest must still
+            // be read and sent, and answered, not cut off at the deadline.
+            let shutdown = Task { await server.shutdown(deadline: .seconds(10)) }
+            try await Task.sleep(for: .milliseconds(300))
+            try await outbound.write(request)
+            var it = inbound.makeAsyncIterator()
+            var answer = try #require(try await it.next())
+            #expect(answer.readInteger(as: Int32.self) == 5)
+            #expect(await shutdown.value == 0, "no connection was left for the deadline to cut off")
+        }
+    }
 }
