@@ -37,6 +37,10 @@ final class KafkaFrameDecoder: ByteToMessageDecoder {
     /// Frames smaller than this are collected whole: they mostly arrive in one read anyway,
     /// and their parsing is cheaper than the bookkeeping of cutting them through.
     static let cutThroughMinimum = 64 << 10
+    /// Bytes of a frame that must have arrived before the receiver is asked: enough for any
+    /// header it reads to decide, so a first read that happens to end early does not get the
+    /// frame declined for good.
+    static let cutThroughHead = 1024
 
     init(maxFrameBytes: Int, cutThrough receiver: FrameCutThrough? = nil) {
         parser = FrameParser(maxFrameBytes: maxFrameBytes)
@@ -70,6 +74,7 @@ final class KafkaFrameDecoder: ByteToMessageDecoder {
     private func startCutThrough(_ buffer: inout ByteBuffer) throws -> Bool {
         guard let receiver, !declined,
               let size = buffer.getInteger(at: buffer.readerIndex, as: Int32.self), Int(size) >= Self.cutThroughMinimum,
+              buffer.readableBytes >= 4 + Self.cutThroughHead,
               let head = buffer.getSlice(at: buffer.readerIndex + 4, length: buffer.readableBytes - 4)
         else { return false }
         guard receiver.beginCutThrough(size: Int(size), head: head) else {

@@ -55,13 +55,16 @@ import VeilWire
         let ch = try channel(receiver)
         let big = Self.frame(correlationId: 42, bodyBytes: 300_000)
         let small = Self.frame(correlationId: 43, bodyBytes: 10)
-        try send(ch, big[0..<1000])
-        // The first 1000 bytes are on their way before the other 299,008 exist.
+        try send(ch, big[0..<6])
+        // Too little to judge the frame by: not asked yet, and not declined either.
+        #expect(receiver.asked.isEmpty)
+        try send(ch, big[6..<2000])
+        // The first 2000 bytes are on their way before the other 298,008 exist.
         #expect(receiver.asked.count == 1)
         #expect(receiver.asked.first?.correlationId == 42 && receiver.asked.first?.size == 300_004)
-        #expect(receiver.joined == Array(big[0..<1000]))
+        #expect(receiver.joined == Array(big[0..<2000]))
         #expect(receiver.lastFlags == [false])
-        try send(ch, big[1000..<200_000])
+        try send(ch, big[2000..<200_000])
         // The rest of the large frame and a whole small frame in one read.
         try send(ch, big[200_000...] + small)
         #expect(receiver.joined == big)
