@@ -617,7 +617,8 @@ final class ProxyConnection: @unchecked Sendable {
         case .describeCluster:
             let response = try DescribeClusterResponse(decoding: body, version: version)
             return rewriter.rewrite(response, on: loop).map { encoded($0, version) }
-        case .produce where version >= 10 || !exchange.rejectedPartitions.isEmpty:
+        case .produce:
+            // v10+ (node endpoints) or with refused partitions: the others passed unchanged above.
             var response = try ProduceResponse(decoding: body, version: version)
             response.merge(exchange.rejectedPartitions)
             // An empty endpoint list (brokers send one when nothing moved) has nothing to rewrite.
@@ -759,8 +760,12 @@ extension ProxyConnection {
     func readsComplete(on side: ProxySideHandler.Side) {
         guard !closed else { return }
         switch side {
-        case .client: upstream?.flush()
-        case .upstream: client.flush()
+        case .client where requestInPassage:
+            upstream?.flush()
+        case .upstream:
+            if case .cuttingThrough = exchanges.first?.state { client.flush() }
+        case .client:
+            break
         }
     }
 }
